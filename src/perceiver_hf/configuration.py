@@ -1,0 +1,231 @@
+"""`PerceiverIOConfig`: the latent core as flat fields, each I/O component as its own small dict.
+
+The core (latents, encoder cross-attention, latent self-attention blocks) is described by flat fields
+named as in transformers' `PerceiverConfig`, so its users find what they know. What differs between
+tasks lives in three component dicts, each rebuilt into a module by its own constructor:
+
+* `input_adapter`: how a modality becomes the `(batch, M, C)` input array, e.g.
+  `{"type": "image", "prep_type": "conv1x1", "out_channels": 256, "position_encoding": {...}}`;
+* `decoder`: the output queries and the decoder cross-attention, e.g.
+  `{"query": {"type": "trainable", "num_queries": 1, "num_channels": 1024}, "num_heads": 1}`;
+* `output_adapter`: task-specific output settings a head needs (flow rescaling, modality post-processors).
+
+A saved `config.json` therefore rebuilds every module of a checkpoint without hard-coded kwargs in heads.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+# DeepMind's Haiku code uses `jax.nn.gelu`, whose default is the tanh approximation; transformers'
+# checkpoints use the exact erf form ("gelu"). Both are in ACT2FN: "gelu" and "gelu_pytorch_tanh".
+DEEPMIND_GELU = "gelu_pytorch_tanh"
+
+_IMAGENET_SIZE = (224, 224)
+
+
+def fourier_position_encoding(
+    num_bands: int, max_resolution, concat_pos: bool = True, sine_only: bool = False
+) -> dict[str, Any]:
+    """Config dict of a Fourier position encoding."""
+    return {
+        "type": "fourier",
+        "num_bands": int(num_bands),
+        "max_resolution": [int(r) for r in max_resolution],
+        "concat_pos": concat_pos,
+        "sine_only": sine_only,
+    }
+
+
+def trainable_position_encoding(index_dims, num_channels: int) -> dict[str, Any]:
+    """Config dict of a learned position encoding table."""
+    dims = [int(index_dims)] if isinstance(index_dims, int) else [int(d) for d in index_dims]
+    return {"type": "trainable", "index_dims": dims, "num_channels": int(num_channels)}
+
+
+def image_adapter_config(
+    variant: str,
+    image_size=_IMAGENET_SIZE,
+    conv_padding: str = "tf_same",
+    in_channels: int = 3,
+) -> dict[str, Any]:
+    """Input adapter of DeepMind's ImageNet models: `"learned"`, `"fourier"` or `"conv"` preprocessing."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if variant == "learned":
+        return {
+            "type": "image",
+            "prep_type": "conv1x1",
+            "in_channels": in_channels,
+            "out_channels": 256,
+            "position_encoding": trainable_position_encoding((height, width), 256),
+            "project_pos_dim": 256,
+            "concat_or_add_pos": "concat",
+        }
+    if variant == "fourier":
+        return {
+            "type": "image",
+            "prep_type": "pixels",
+            "in_channels": in_channels,
+            "position_encoding": fourier_position_encoding(64, (height, width)),
+            "concat_or_add_pos": "concat",
+        }
+    if variant == "conv":
+        # The conv stem downsamples by 4 (stride-2 conv, stride-2 max-pool).
+        return {
+            "type": "image",
+            "prep_type": "conv",
+            "in_channels": in_channels,
+            "out_channels": 64,
+            "conv_padding": conv_padding,
+            "position_encoding": fourier_position_encoding(64, (height // 4, width // 4)),
+            "concat_or_add_pos": "concat",
+        }
+    raise ValueError(f"Unknown image classification variant {variant!r}; expected 'learned', 'fourier' or 'conv'.")
+
+
+def classification_decoder_config(num_channels: int, use_query_residual: bool) -> dict[str, Any]:
+    """One learned query cross-attends to the latents; its output is projected to `num_labels` logits."""
+    return {
+        "query": {"type": "trainable", "num_queries": 1, "num_channels": int(num_channels)},
+        "num_heads": 1,
+        "use_query_residual": use_query_residual,
+        "final_project": True,
+    }
+
+
+class PerceiverIOConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Perceiver IO model (arXiv 2107.14795).
+
+    Args:
+        num_latents (`int`, defaults to 256): number of latent vectors (DeepMind's `z_index_dim`).
+        d_latents (`int`, defaults to 1280): channels of each latent (`num_z_channels`).
+        d_model (`int`, defaults to 768): channels of raw inputs when no `input_adapter` is configured, and
+            the byte-embedding width of text adapters.
+        num_blocks (`int`, defaults to 1): how often the block of self-attention layers is applied; the
+            layers of the block share their weights across repetitions.
+        num_self_attends_per_block (`int`, defaults to 26): self-attention layers per block.
+        num_self_attention_heads / num_cross_attention_heads (`int`, defaults to 8): heads of the latent
+            self-attention layers / of the encoder cross-attention.
+        qk_channels, v_channels (`int`, *optional*): query-key and value channels of the encoder attention
+            layers. Cross-attention defaults to the input channels (`cross_attention_shape_for_attention="kv"`)
+            or the latent channels (`"q"`); self-attention to `d_latents`.
+        self_attention_widening_factor / cross_attention_widening_factor (`int`, defaults to 1): MLP widths.
+        use_query_residual (`bool`, defaults to `True`): residual around the encoder cross-attention.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation. `"gelu"` is exact (transformers' checkpoints);
+            DeepMind's originals use the tanh approximation, `"gelu_pytorch_tanh"`.
+        attention_probs_dropout_prob (`float`, defaults to 0.0): dropout on attention weights. Non-zero values
+            keep PyTorch from using its fused CPU attention kernel and, in training, from folding the encoder's
+            key/value projections, which costs time and memory: transformers' Perceiver defaults to 0.1, we to 0.
+        layer_norm_eps (`float`, defaults to 1e-5): epsilon of every layer norm (Haiku's and PyTorch's default).
+        initializer_range (`float`, defaults to 0.02): std of the normal initialisation.
+        input_chunk_size (`int`, *optional*, defaults to 4096): the encoder reads the input array this many
+            rows at a time, so that no full-length copy of it (normalised, keys, values) is materialised whole
+            at once. `None` reads it in one go.
+        input_adapter (`dict`, *optional*): the input adapter (see `perceiver_hf.adapters`). `None` means the
+            inputs already are `(batch, M, d_model)` arrays.
+        decoder (`dict`, *optional*): output queries and decoder cross-attention (see `PerceiverIODecoder`).
+        output_adapter (`dict`, *optional*): task-specific output settings used by heads.
+    """
+
+    model_type = "perceiver_io"
+
+    num_latents: int = 256
+    d_latents: int = 1280
+    d_model: int = 768
+    num_blocks: int = 1
+    num_self_attends_per_block: int = 26
+    num_self_attention_heads: int = 8
+    num_cross_attention_heads: int = 8
+    qk_channels: int | None = None
+    v_channels: int | None = None
+    cross_attention_shape_for_attention: str = "kv"
+    self_attention_widening_factor: int = 1
+    cross_attention_widening_factor: int = 1
+    use_query_residual: bool = True
+    hidden_act: str = "gelu"
+    attention_probs_dropout_prob: float = 0.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    input_chunk_size: int | None = 4096
+    input_adapter: dict[str, Any] | None = None
+    decoder: dict[str, Any] | None = None
+    output_adapter: dict[str, Any] | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        for name in ("num_latents", "d_latents", "num_blocks", "num_self_attends_per_block"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
+        for name in ("num_self_attention_heads", "num_cross_attention_heads"):
+            heads = getattr(self, name)
+            if not isinstance(heads, int) or heads < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {heads!r}.")
+        if self.d_latents % self.num_self_attention_heads:
+            raise ValueError(
+                f"d_latents ({self.d_latents}) must be divisible by num_self_attention_heads "
+                f"({self.num_self_attention_heads})."
+            )
+        if self.cross_attention_shape_for_attention not in ("q", "kv"):
+            raise ValueError(
+                f"`cross_attention_shape_for_attention` must be 'q' or 'kv', got "
+                f"{self.cross_attention_shape_for_attention!r}."
+            )
+        if isinstance(self.hidden_act, str) and self.hidden_act not in ACT2FN:
+            raise ValueError(f"Unknown `hidden_act` {self.hidden_act!r}; choose one of transformers' ACT2FN keys.")
+        if self.input_chunk_size is not None and self.input_chunk_size < 1:
+            raise ValueError(f"`input_chunk_size` must be a positive integer or None, got {self.input_chunk_size}.")
+
+    @classmethod
+    def for_image_classification(
+        cls,
+        variant: str = "learned",
+        image_size=_IMAGENET_SIZE,
+        num_labels: int = 1000,
+        decoder_query_residual: bool | None = None,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """DeepMind's ImageNet architecture (`variant` "learned", "fourier" or "conv"), full size by default.
+
+        `overrides` replace any core field (e.g. `num_latents=32, d_latents=64, num_blocks=1` for a small
+        model). DeepMind's learned-position model decodes without a query residual, the other two with one.
+        """
+        core = {
+            "num_latents": 512,
+            "d_latents": 1024,
+            "num_blocks": 8,
+            "num_self_attends_per_block": 6,
+            "num_self_attention_heads": 8,
+            "num_cross_attention_heads": 1,
+            "hidden_act": DEEPMIND_GELU,
+        }
+        adapter_kwargs = {k: overrides.pop(k) for k in ("conv_padding", "in_channels") if k in overrides}
+        core.update(overrides)
+        if decoder_query_residual is None:
+            decoder_query_residual = variant != "learned"
+        return cls(
+            **core,
+            input_adapter=image_adapter_config(variant, image_size, **adapter_kwargs),
+            decoder=classification_decoder_config(core["d_latents"], decoder_query_residual),
+            num_labels=num_labels,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        for key in ("input_adapter", "decoder", "output_adapter"):
+            output[key] = copy.deepcopy(output.get(key))
+        return output
+
+
+__all__ = [
+    "DEEPMIND_GELU",
+    "PerceiverIOConfig",
+    "classification_decoder_config",
+    "fourier_position_encoding",
+    "image_adapter_config",
+    "trainable_position_encoding",
+]

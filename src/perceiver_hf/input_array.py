@@ -1,0 +1,80 @@
+"""The input array the encoder cross-attends to, kept factored until it is read.
+
+An input adapter turns a modality into the paper's input array `(batch, M, C)`. For images and flow
+most of those channels are position encodings that are identical for every example: materialising
+`[content, positions]` for a batch of 224x224 images is a 50,176-row tensor per example, and the
+layer norm, keys and values of it are three more. Keeping content and positions apart lets the
+encoder read the array a block of rows at a time, so no full-length copy of it ever exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass
+class InputArray:
+    """`(batch, length, channels)` input array as per-example content and batch-shared positions.
+
+    Attributes:
+        content: `(batch, length, content_channels)`, what differs between examples.
+        positions: `(1 or batch, length, position_channels)` position encodings, or `None`.
+        combine: `"concat"` to append positions as channels, `"add"` to sum them with the content.
+        attention_mask: optional `(batch, length)` mask, 1 (or True) for rows that may be attended to.
+        modality_sizes: for multimodal arrays, the number of rows of each modality (in row order).
+    """
+
+    content: torch.Tensor
+    positions: torch.Tensor | None = None
+    combine: str = "concat"
+    attention_mask: torch.Tensor | None = None
+    modality_sizes: dict[str, int] | None = None
+
+    def __post_init__(self):
+        if self.combine not in ("concat", "add"):
+            raise ValueError(f"`combine` must be 'concat' or 'add', got {self.combine!r}.")
+
+    @property
+    def batch_size(self) -> int:
+        return self.content.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.content.shape[1]
+
+    @property
+    def num_channels(self) -> int:
+        if self.positions is None or self.combine == "add":
+            return self.content.shape[-1]
+        return self.content.shape[-1] + self.positions.shape[-1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.content.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.content.device
+
+    def to(self, *args, **kwargs) -> InputArray:
+        """Move/cast the tensors (Accelerate's device hooks move arguments through `.to`)."""
+        content = self.content.to(*args, **kwargs)
+        positions = None if self.positions is None else self.positions.to(*args, **kwargs)
+        mask = None if self.attention_mask is None else self.attention_mask.to(content.device)
+        return replace(self, content=content, positions=positions, attention_mask=mask)
+
+    def rows(self, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Materialise rows `start:end` as a `(batch, rows, channels)` tensor."""
+        content = self.content[:, start:end]
+        if self.positions is None:
+            return content
+        positions = self.positions[:, start:end].to(content.dtype)
+        if self.combine == "add":
+            return content + positions
+        return torch.cat([content, positions.expand(content.shape[0], -1, -1)], dim=-1)
+
+    def materialize(self) -> torch.Tensor:
+        """The whole array as one `(batch, length, channels)` tensor."""
+        return self.rows()

@@ -1,0 +1,170 @@
+"""Position encodings: Fourier features (computed, never stored) and trainable embeddings.
+
+Conventions follow DeepMind's Perceiver IO exactly, because converted checkpoints depend on them:
+
+* positions are `linspace(-1, 1, n)` per index dimension (both ends included), laid out with an
+  'ij' meshgrid and flattened row-major;
+* frequencies are `linspace(1, max_resolution / 2, num_bands)` per dimension;
+* channels are ordered `[pos_1 .. pos_d, sin(pi f_k pos_i) (i-major, k-minor), cos(...)]`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def _as_dims(index_dims: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(index_dims),) if isinstance(index_dims, int) else tuple(int(d) for d in index_dims)
+
+
+def _num_elements(dims: Sequence[int]) -> int:
+    # math.prod on Python ints keeps torch.compile happy (np.prod on shapes breaks graphs).
+    return math.prod(dims)
+
+
+def linear_positions(
+    index_dims: Sequence[int],
+    start: int = 0,
+    end: int | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Grid positions in [-1, 1] for the flat indices `start:end` of an array of shape `index_dims`.
+
+    Returns a `(end - start, len(index_dims))` float32 tensor. Rows are gathered from the per-dimension
+    `linspace`, so any slice holds exactly the values of the full grid (chunked decoding relies on that).
+    """
+    dims = _as_dims(index_dims)
+    total = _num_elements(dims)
+    end = total if end is None else end
+    flat = torch.arange(start, end, device=device)
+    coordinates = torch.unravel_index(flat, dims)
+    columns = [
+        torch.linspace(-1.0, 1.0, steps=size, dtype=torch.float32, device=device)[coordinate]
+        for size, coordinate in zip(dims, coordinates)
+    ]
+    return torch.stack(columns, dim=-1)
+
+
+def fourier_features(
+    positions: torch.Tensor,
+    num_bands: int,
+    max_resolution: Sequence[int],
+    concat_pos: bool = True,
+    sine_only: bool = False,
+) -> torch.Tensor:
+    """Fourier features of `positions` (`(..., d)`, values in [-1, 1]) as `(..., C)`."""
+    frequencies = torch.stack(
+        [
+            torch.linspace(1.0, resolution / 2, steps=num_bands, dtype=torch.float32, device=positions.device)
+            for resolution in max_resolution
+        ]
+    )  # (d, num_bands)
+    scaled = positions.float()[..., :, None] * frequencies  # (..., d, num_bands)
+    scaled = scaled.flatten(-2)  # i-major, k-minor
+    features = [torch.sin(math.pi * scaled)] if sine_only else [torch.sin(math.pi * scaled), torch.cos(math.pi * scaled)]
+    if concat_pos:
+        features.insert(0, positions.float())
+    return torch.cat(features, dim=-1)
+
+
+class FourierPositionEncoding(nn.Module):
+    """Fixed Fourier-feature position encoding, computed on the fly for any index shape.
+
+    Nothing is stored: a flow model's 182,528 x 258 table would otherwise weigh 190 MB in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        num_bands: int,
+        max_resolution: Sequence[int],
+        concat_pos: bool = True,
+        sine_only: bool = False,
+    ):
+        super().__init__()
+        self.num_bands = int(num_bands)
+        self.max_resolution = _as_dims(max_resolution)
+        self.concat_pos = concat_pos
+        self.sine_only = sine_only
+
+    @property
+    def num_dimensions(self) -> int:
+        return len(self.max_resolution)
+
+    @property
+    def num_channels(self) -> int:
+        per_dimension = self.num_bands * (1 if self.sine_only else 2)
+        return self.num_dimensions * per_dimension + (self.num_dimensions if self.concat_pos else 0)
+
+    def forward(
+        self,
+        index_dims: Sequence[int],
+        start: int = 0,
+        end: int | None = None,
+        positions: torch.Tensor | None = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """Encoding of the grid `index_dims` (rows `start:end` of it), or of explicit `positions` `(..., d)`."""
+        if positions is None:
+            dims = _as_dims(index_dims)
+            if len(dims) != self.num_dimensions:
+                raise ValueError(
+                    f"Fourier position encoding was configured for {self.num_dimensions}-D positions "
+                    f"(max_resolution={self.max_resolution}) but got index dimensions {dims}."
+                )
+            positions = linear_positions(dims, start, end, device=device)
+        features = fourier_features(positions, self.num_bands, self.max_resolution, self.concat_pos, self.sine_only)
+        return features.to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"num_bands={self.num_bands}, max_resolution={self.max_resolution}, concat_pos={self.concat_pos}, sine_only={self.sine_only}"
+
+
+class TrainablePositionEncoding(nn.Module):
+    """A learned `(prod(index_dims), num_channels)` table, optionally resized bicubically for 2-D inputs."""
+
+    def __init__(self, index_dims: int | Sequence[int], num_channels: int):
+        super().__init__()
+        self.index_dims = _as_dims(index_dims)
+        self.num_channels = int(num_channels)
+        self.position_embeddings = nn.Parameter(torch.empty(_num_elements(self.index_dims), self.num_channels))
+        nn.init.normal_(self.position_embeddings, std=0.02)
+
+    def forward(self, index_dims: Sequence[int] | None = None, interpolate: bool = False) -> torch.Tensor:
+        """The `(M, C)` table for `index_dims` (the trained shape when omitted)."""
+        dims = self.index_dims if index_dims is None else _as_dims(index_dims)
+        if dims == self.index_dims:
+            return self.position_embeddings
+        if not interpolate:
+            raise ValueError(
+                f"Learned position encodings were trained for index shape {self.index_dims} but the input has "
+                f"shape {dims}. Resize the input, or pass `interpolate_pos_encoding=True` to resize the encodings."
+            )
+        if len(self.index_dims) != 2 or len(dims) != 2:
+            raise ValueError(
+                f"Only 2-D learned position encodings can be interpolated (trained shape {self.index_dims}, "
+                f"requested {dims})."
+            )
+        height, width = self.index_dims
+        grid = self.position_embeddings.reshape(1, height, width, self.num_channels).permute(0, 3, 1, 2)
+        # Bicubic with align_corners=False, as transformers' Perceiver does, so results stay comparable.
+        grid = nn.functional.interpolate(grid, size=dims, mode="bicubic", align_corners=False)
+        return grid.permute(0, 2, 3, 1).reshape(_num_elements(dims), self.num_channels)
+
+    def extra_repr(self) -> str:
+        return f"index_dims={self.index_dims}, num_channels={self.num_channels}"
+
+
+def build_position_encoding(spec: dict) -> FourierPositionEncoding | TrainablePositionEncoding:
+    """The position encoding described by a config dict (`{"type": "fourier" | "trainable", ...}`)."""
+    spec = dict(spec)
+    kind = spec.pop("type", None)
+    if kind == "fourier":
+        return FourierPositionEncoding(**spec)
+    if kind == "trainable":
+        return TrainablePositionEncoding(**spec)
+    raise ValueError(f"Unknown position encoding type {kind!r}; expected 'fourier' or 'trainable'.")
