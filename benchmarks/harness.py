@@ -1,0 +1,148 @@
+"""Side-by-side measurement of perceiver_hf against transformers' Perceiver, each run in its own process.
+
+A benchmark script describes cases (how to build a model, make a batch, run it); `compare` runs every
+(case, batch size) in a fresh subprocess of that same script, so that one model's memory never counts
+against the other, and prints a table with ours/theirs ratios.
+
+Measured per process: median forward latency over `repeats` timed runs after warm-up, the resident memory
+after loading, and the peak resident memory during the forward passes (Linux's VmHWM, reset after
+loading). "Activation memory" is peak minus after-load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+GIB = 2**30
+
+
+@dataclass
+class Case:
+    """One side of a comparison: `build()` returns the model, `run(model, batch_size)` does one forward."""
+
+    name: str
+    build: Callable[[], object]
+    run: Callable[[object, int], object]
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_memory() -> None:
+    # Writing 5 to clear_refs resets the peak resident set size (VmHWM) to the current one.
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")
+
+
+def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
+    torch.set_grad_enabled(False)
+    model = case.build()
+    gc.collect()
+    after_load = _status_kib("VmRSS") * 1024
+    _reset_peak_memory()
+    for _ in range(warmup):
+        case.run(model, batch_size)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        case.run(model, batch_size)
+        times.append(time.perf_counter() - start)
+    peak = _status_kib("VmHWM") * 1024
+    return {
+        "case": case.name,
+        "batch_size": batch_size,
+        "latency_s": statistics.median(times),
+        "after_load_gib": after_load / GIB,
+        "peak_gib": peak / GIB,
+        "activation_gib": (peak - after_load) / GIB,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def worker_main(cases: dict[str, Case], argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    args, _ = parser.parse_known_args(argv)
+    result = measure(cases[args.worker], args.batch_size, args.repeats, args.warmup)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_in_subprocess(script: Path, case: str, batch_size: int, repeats: int, warmup: int, extra: list[str]) -> dict:
+    command = [sys.executable, str(script), "--worker", case, "--batch-size", str(batch_size)]
+    command += ["--repeats", str(repeats), "--warmup", str(warmup), *extra]
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    for line in completed.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"benchmark worker {case} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-4000:]}")
+
+
+def compare(
+    script: Path,
+    ours: str,
+    theirs: str,
+    batch_sizes: list[int],
+    repeats: int,
+    warmup: int,
+    extra: list[str] | None = None,
+    title: str = "",
+) -> list[dict]:
+    """Measure `ours` and `theirs` at each batch size (alternating, each in a new process); print ratios."""
+    rows = []
+    for batch_size in batch_sizes:
+        measured = {}
+        for case in (theirs, ours):
+            print(f"  measuring {case} at batch {batch_size} ...", file=sys.stderr, flush=True)
+            measured[case] = run_in_subprocess(script, case, batch_size, repeats, warmup, extra or [])
+        a, b = measured[ours], measured[theirs]
+        rows.append(
+            {
+                "batch_size": batch_size,
+                "ours": a,
+                "theirs": b,
+                "latency_ratio": a["latency_s"] / b["latency_s"],
+                "peak_ratio": a["peak_gib"] / b["peak_gib"],
+                "activation_ratio": a["activation_gib"] / max(b["activation_gib"], 1e-9),
+            }
+        )
+    print_table(rows, title)
+    return rows
+
+
+def print_table(rows: list[dict], title: str = "") -> None:
+    if title:
+        print(f"\n{title}")
+    header = (
+        "| batch | latency ours / theirs (s) | ratio | peak ours / theirs (GiB) | ratio "
+        "| activation ours / theirs (GiB) | ratio |"
+    )
+    print(header)
+    print("|" + "---|" * 7)
+    for row in rows:
+        a, b = row["ours"], row["theirs"]
+        print(
+            f"| {row['batch_size']} | {a['latency_s']:.2f} / {b['latency_s']:.2f} | {row['latency_ratio']:.2f} "
+            f"| {a['peak_gib']:.2f} / {b['peak_gib']:.2f} | {row['peak_ratio']:.2f} "
+            f"| {a['activation_gib']:.2f} / {b['activation_gib']:.2f} | {row['activation_ratio']:.2f} |"
+        )
+    sys.stdout.flush()

@@ -1,0 +1,95 @@
+"""Convert a transformers Perceiver checkpoint into a perceiver_hf folder (safetensors), checking the result.
+
+    python conversion/convert_transformers.py deepmind/vision-perceiver-learned --output ./vision-perceiver-learned
+
+SRC is a local folder or a Hub repository id (with HF_HUB_OFFLINE=1, the local Hub cache). Processor files
+(`preprocessor_config.json`, tokenizer files) are copied along, so pipelines work on the output folder. The
+converted model is reloaded from DIR and its outputs compared with transformers' on a random input; the
+folder is written to a temporary sibling first and moved into place only when that check passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+import perceiver_hf  # noqa: F401  (registers the Auto classes)
+from perceiver_hf.adapters import ImageInputAdapter
+from perceiver_hf.from_transformers import ARCHITECTURES, read_config_dict, source_architecture
+
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.json",
+)
+
+
+def example_inputs(model) -> torch.Tensor:
+    """A random input of the shape the converted model takes (transformers' heads call it `inputs`)."""
+    adapter = model.perceiver.input_adapter
+    if isinstance(adapter, ImageInputAdapter):
+        # Learned positions fix the image size; Fourier positions take any, 64x64 keeps the check quick.
+        height, width = getattr(adapter.position_encoding, "index_dims", (64, 64))
+        step = adapter.spatial_downsample
+        return torch.randn(1, adapter.in_channels, height * step, width * step)
+    raise ValueError(f"No example input for {type(adapter).__name__}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="transformers Perceiver checkpoint: folder or Hub repository id")
+    parser.add_argument("--output", required=True, type=Path, help="folder to write the perceiver_hf checkpoint to")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="max relative output difference accepted")
+    args = parser.parse_args(argv)
+
+    config_dict = read_config_dict(args.source)
+    if config_dict is None:
+        parser.error(f"{args.source} has no config.json")
+    try:
+        architecture = source_architecture(config_dict)
+    except ValueError as error:
+        parser.error(str(error))
+    head_name = ARCHITECTURES[architecture][0]
+    head = getattr(perceiver_hf, head_name)
+
+    print(f"Converting {architecture} from {args.source} into {head_name} ...")
+    model = head.from_pretrained(args.source).eval()
+    inputs = example_inputs(model)
+
+    import transformers
+
+    reference = getattr(transformers, architecture).from_pretrained(args.source).eval()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.output.parent, prefix=f".{args.output.name}.") as staging:
+        staging = Path(staging) / "checkpoint"
+        model.save_pretrained(staging)
+        for name in PROCESSOR_FILES:
+            source_file = Path(args.source) / name
+            if source_file.is_file():
+                shutil.copy(source_file, staging / name)
+        reloaded = head.from_pretrained(staging).eval()
+        with torch.no_grad():
+            ours = reloaded(inputs=inputs).logits
+            theirs = reference(inputs=inputs).logits
+        error = ((ours - theirs).abs().max() / max(1.0, theirs.abs().max().item())).item()
+        print(f"max relative difference to transformers: {error:.2e}")
+        if error > args.tolerance:
+            print(f"error: the converted model differs from transformers' by {error:.2e} > {args.tolerance}", file=sys.stderr)
+            return 1
+        if args.output.exists():
+            shutil.rmtree(args.output)
+        staging.rename(args.output)
+    print(f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

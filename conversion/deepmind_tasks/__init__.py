@@ -1,0 +1,66 @@
+"""The DeepMind checkpoints `convert_deepmind.py` knows, one `DeepMindTask` each.
+
+A task says where the official file lives, what DeepMind's constructor arguments were for it (the form of the
+fixtures' `config.json`), how those arguments become a `PerceiverIOConfig`, and how the Haiku parameters map
+onto the perceiver_hf head. Task modules register their tasks in `TASKS` below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from haiku_checkpoint import HaikuParams
+from perceiver_hf import PerceiverIOConfig
+
+DEEPMIND_BUCKET = "https://storage.googleapis.com/perceiver_io"
+
+
+@dataclass(frozen=True)
+class DeepMindTask:
+    """One official DeepMind Perceiver IO checkpoint and how to convert it.
+
+    Attributes:
+        name: the `--task` value, e.g. `"imagenet-learned"`.
+        filename: the official file in DeepMind's bucket.
+        head: the perceiver_hf head class name the checkpoint converts into.
+        official_config: DeepMind's constructor arguments at the colab configuration, in the form of the
+            fixtures' `config.json` (what `--deepmind-config` reads).
+        build_config: DeepMind arguments -> `PerceiverIOConfig`.
+        convert: (Haiku parameters, DeepMind arguments, our config) -> perceiver_hf state dict.
+        write_processor: writes processor files (preprocessor config, tokenizer, ...) into the output folder.
+        model_card: file name of the model card template in `model_cards/`.
+        summary: one line for `--help` and the model card.
+    """
+
+    name: str
+    filename: str
+    head: str
+    official_config: dict[str, Any]
+    build_config: Callable[[dict[str, Any]], PerceiverIOConfig]
+    convert: Callable[[HaikuParams, dict[str, Any], PerceiverIOConfig], dict[str, torch.Tensor]]
+    write_processor: Callable[[Path, dict[str, Any], PerceiverIOConfig], None] | None = None
+    model_card: str | None = None
+    summary: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"{DEEPMIND_BUCKET}/{self.filename}"
+
+
+def _collect() -> dict[str, DeepMindTask]:
+    from . import imagenet
+
+    tasks = {}
+    for module in (imagenet,):
+        for task in module.TASKS:
+            tasks[task.name] = task
+    return tasks
+
+
+TASKS: dict[str, DeepMindTask] = _collect()

@@ -1,0 +1,159 @@
+"""DeepMind's three ImageNet classifiers: learned positions, Fourier positions, conv stem + Fourier positions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from haiku_checkpoint import HaikuParams
+from perceiver_hf import DEEPMIND_GELU, PerceiverIOConfig
+from perceiver_hf.configuration import classification_decoder_config, fourier_position_encoding, trainable_position_encoding
+
+from . import DeepMindTask
+
+_ENCODER = {
+    "num_self_attends_per_block": 6,
+    "num_blocks": 8,
+    "z_index_dim": 512,
+    "num_z_channels": 1024,
+    "num_cross_attend_heads": 1,
+    "num_self_attend_heads": 8,
+    "cross_attend_widening_factor": 1,
+    "self_attend_widening_factor": 1,
+    "dropout_prob": 0.0,
+    "z_pos_enc_init_scale": 0.02,
+    "cross_attention_shape_for_attn": "kv",
+    "use_query_residual": True,
+}
+_PREPROCESSORS = {
+    "learned": {
+        "prep_type": "conv1x1",
+        "spatial_downsample": 1,
+        "position_encoding_type": "trainable",
+        "trainable_position_encoding_kwargs": {"num_channels": 256, "init_scale": 0.02},
+        "concat_or_add_pos": "concat",
+        "project_pos_dim": 256,
+        "num_channels": 256,
+    },
+    "fourier": {
+        "position_encoding_type": "fourier",
+        "fourier_position_encoding_kwargs": {"concat_pos": True, "max_resolution": [224, 224], "num_bands": 64, "sine_only": False},
+        "prep_type": "pixels",
+        "spatial_downsample": 1,
+    },
+    "conv": {
+        "position_encoding_type": "fourier",
+        "fourier_position_encoding_kwargs": {"concat_pos": True, "max_resolution": [56, 56], "num_bands": 64, "sine_only": False},
+        "prep_type": "conv",
+    },
+}
+
+
+def official_config(variant: str) -> dict[str, Any]:
+    """The colab's constructor arguments, in the layout of the fixtures' `config.json`."""
+    return {
+        "image_size": [224, 224],
+        "num_classes": 1000,
+        "config": {
+            "encoder": dict(_ENCODER),
+            "decoder": {
+                "num_z_channels": 1024,
+                "use_query_residual": variant != "learned",
+                "position_encoding_type": "trainable",
+                "trainable_position_encoding_kwargs": {"num_channels": 1024, "init_scale": 0.02},
+            },
+            "input_preprocessor": dict(_PREPROCESSORS[variant]),
+        },
+    }
+
+
+def core_config(encoder: dict[str, Any]) -> dict[str, Any]:
+    """`PerceiverEncoder` keyword arguments -> PerceiverIOConfig core fields."""
+    return {
+        "num_latents": encoder["z_index_dim"],
+        "d_latents": encoder["num_z_channels"],
+        "num_blocks": encoder["num_blocks"],
+        "num_self_attends_per_block": encoder["num_self_attends_per_block"],
+        "num_self_attention_heads": encoder["num_self_attend_heads"],
+        "num_cross_attention_heads": encoder["num_cross_attend_heads"],
+        "qk_channels": encoder.get("qk_channels"),
+        "v_channels": encoder.get("v_channels"),
+        "cross_attention_shape_for_attention": encoder.get("cross_attention_shape_for_attn", "kv"),
+        "self_attention_widening_factor": encoder.get("self_attend_widening_factor", 1),
+        "cross_attention_widening_factor": encoder.get("cross_attend_widening_factor", 1),
+        "use_query_residual": encoder.get("use_query_residual", True),
+        "attention_probs_dropout_prob": float(encoder.get("dropout_prob", 0.0)),
+        "hidden_act": DEEPMIND_GELU,
+    }
+
+
+def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
+    model = deepmind["config"]
+    preprocessor, decoder = model["input_preprocessor"], model["decoder"]
+    height, width = deepmind["image_size"]
+    if preprocessor["position_encoding_type"] == "trainable":
+        positions = trainable_position_encoding((height, width), preprocessor["trainable_position_encoding_kwargs"]["num_channels"])
+    else:
+        positions = fourier_position_encoding(**preprocessor["fourier_position_encoding_kwargs"])
+    adapter = {
+        "type": "image",
+        "prep_type": preprocessor["prep_type"],
+        "out_channels": preprocessor.get("num_channels", 64),
+        "spatial_downsample": preprocessor.get("spatial_downsample", 1),
+        "position_encoding": positions,
+        "project_pos_dim": preprocessor.get("project_pos_dim", -1),
+        "concat_or_add_pos": preprocessor.get("concat_or_add_pos", "concat"),
+    }
+    if adapter["prep_type"] == "conv":
+        adapter["spatial_downsample"] = 1  # the conv stem's fixed 4x
+    query_channels = decoder["trainable_position_encoding_kwargs"]["num_channels"]
+    return PerceiverIOConfig(
+        **core_config(model["encoder"]),
+        input_adapter=adapter,
+        decoder=classification_decoder_config(query_channels, decoder.get("use_query_residual", False)),
+        num_labels=deepmind["num_classes"],
+        architectures=["PerceiverIOForImageClassification"],
+    )
+
+
+def convert(params: HaikuParams, deepmind: dict[str, Any], config: PerceiverIOConfig) -> dict[str, torch.Tensor]:
+    encoder = deepmind["config"]["encoder"]
+    weights = params.encoder("perceiver_encoder", "perceiver.encoder", encoder["num_self_attends_per_block"])
+    decoder = "classification_decoder/~/basic_decoder"
+    weights["decoder.queries.queries"] = params.take(f"{decoder}/~/trainable_position_encoding", "pos_embs")
+    weights.update(params.attention_layer(f"{decoder}/cross_attention", "decoder.cross_attention", True))
+    weights.update(params.linear(f"{decoder}/output", "decoder.output_projection"))
+
+    prep_type = deepmind["config"]["input_preprocessor"]["prep_type"]
+    adapter = "perceiver.input_adapter"
+    if prep_type == "conv1x1":
+        weights.update(params.conv2d("image_preprocessor/~/conv2_d", f"{adapter}.conv1x1"))
+        network_inputs = "image_preprocessor/~_build_network_inputs"
+        weights[f"{adapter}.position_encoding.position_embeddings"] = params.take(
+            f"{network_inputs}/trainable_position_encoding", "pos_embs"
+        )
+        weights.update(params.linear(f"{network_inputs}/position_encoding_projector/linear", f"{adapter}.position_projection"))
+    elif prep_type == "conv":
+        stem = "image_preprocessor/~/conv2_d_downsample/~"
+        weights.update(params.conv2d(f"{stem}/conv", f"{adapter}.conv_stem.conv", bias=False))
+        weights.update(params.batch_norm(f"{stem}/batchnorm", f"{adapter}.conv_stem.batchnorm"))
+    return weights
+
+
+TASKS = [
+    DeepMindTask(
+        name=f"imagenet-{variant}",
+        filename=filename,
+        head="PerceiverIOForImageClassification",
+        official_config=official_config(variant),
+        build_config=build_config,
+        convert=convert,
+        summary=summary,
+    )
+    for variant, filename, summary in (
+        ("learned", "imagenet_learned_position_encoding.pystate", "ImageNet classifier, learned position encoding on 1x1-conv features"),
+        ("fourier", "imagenet_fourier_position_encoding.pystate", "ImageNet classifier, Fourier position encoding on pixels"),
+        ("conv", "imagenet_conv_preprocessing.pystate", "ImageNet classifier, conv stem + Fourier position encoding"),
+    )
+]

@@ -1,0 +1,164 @@
+"""Drop-in parity with transformers' Perceiver image classifiers: same weights, same logits (<= 1e-4 relative).
+
+Each test saves a transformers model with perturbed random weights, loads the folder with
+`PerceiverIOForImageClassification.from_pretrained` (which converts config and weights on the fly) and
+compares outputs in eager and SDPA attention, at small sizes and at the official ImageNet architecture.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import assert_parity, perturb_
+from transformers import (
+    PerceiverConfig,
+    PerceiverForImageClassificationConvProcessing,
+    PerceiverForImageClassificationFourier,
+    PerceiverForImageClassificationLearned,
+)
+
+from perceiver_hf import PerceiverIOForImageClassification
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "learned": PerceiverForImageClassificationLearned,
+    "fourier": PerceiverForImageClassificationFourier,
+    "conv": PerceiverForImageClassificationConvProcessing,
+}
+SMALL = dict(
+    num_latents=8,
+    d_latents=32,
+    d_model=16,
+    num_blocks=2,
+    num_self_attends_per_block=2,
+    num_self_attention_heads=4,
+    num_cross_attention_heads=1,
+    num_labels=7,
+)
+# transformers' deepmind/vision-perceiver-* checkpoints.
+OFFICIAL = dict(
+    num_latents=512,
+    d_latents=1024,
+    d_model=512,
+    num_blocks=8,
+    num_self_attends_per_block=6,
+    num_self_attention_heads=8,
+    num_cross_attention_heads=1,
+    num_labels=1000,
+)
+
+
+def save_transformers_model(variant: str, folder: Path, image_size: int, **config) -> torch.nn.Module:
+    model = VARIANTS[variant](PerceiverConfig(image_size=image_size, attention_probs_dropout_prob=0.0, **config))
+    perturb_(model.eval())
+    model.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_small_models_match_transformers(variant, tmp_path):
+    size = 16 if variant != "conv" else 32
+    reference = save_transformers_model(variant, tmp_path, image_size=size, **SMALL)
+    pixel_values = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected = reference(inputs=pixel_values, output_attentions=True, output_hidden_states=True)
+
+    for implementation in ("eager", "sdpa"):
+        model = PerceiverIOForImageClassification.from_pretrained(tmp_path, attn_implementation=implementation)
+        with torch.no_grad():
+            output = model(pixel_values=pixel_values, output_attentions=True, output_hidden_states=True)
+        assert_parity(output.logits, expected.logits)
+        # Drop-in: the same output fields, holding the same tensors.
+        assert len(output.hidden_states) == len(expected.hidden_states)
+        for ours, theirs in zip(output.hidden_states, expected.hidden_states):
+            assert_parity(ours, theirs)
+        assert len(output.attentions) == len(expected.attentions)
+        assert len(output.cross_attentions) == len(expected.cross_attentions) == 2
+        for ours, theirs in zip(output.attentions + output.cross_attentions, expected.attentions + expected.cross_attentions):
+            assert_parity(ours, theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_official_size_models_match_transformers(variant, tmp_path):
+    # The learned model's position table fixes 224x224 inputs; Fourier positions accept any size, so the
+    # other two run on smaller images to keep the test quick (the architecture is the official one).
+    size = 224 if variant == "learned" else 64
+    reference = save_transformers_model(variant, tmp_path, image_size=224, **OFFICIAL)
+    pixel_values = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        expected = reference(inputs=pixel_values).logits
+    del reference
+
+    for implementation in ("eager", "sdpa"):
+        model = PerceiverIOForImageClassification.from_pretrained(tmp_path, attn_implementation=implementation)
+        assert sum(p.numel() for p in model.parameters()) > 40_000_000
+        with torch.no_grad():
+            assert_parity(model(pixel_values=pixel_values).logits, expected)
+
+
+@pytest.mark.parametrize(
+    "labels, problem_type",
+    [
+        (torch.tensor([1, 6]), "single_label_classification"),
+        (torch.rand(2, 7), "multi_label_classification"),
+    ],
+)
+def test_losses_match_transformers(tmp_path, labels, problem_type):
+    reference = save_transformers_model("fourier", tmp_path, image_size=16, problem_type=problem_type, **SMALL)
+    pixel_values = torch.randn(2, 3, 16, 16)
+    model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
+    with torch.no_grad():
+        expected = reference(inputs=pixel_values, labels=labels).loss
+        assert_parity(model(pixel_values=pixel_values, labels=labels).loss, expected)
+
+
+def test_regression_loss_matches_transformers(tmp_path):
+    reference = save_transformers_model("fourier", tmp_path, image_size=16, **{**SMALL, "num_labels": 1})
+    pixel_values, labels = torch.randn(2, 3, 16, 16), torch.randn(2)
+    model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
+    with torch.no_grad():
+        assert_parity(model(pixel_values=pixel_values, labels=labels).loss, reference(inputs=pixel_values, labels=labels).loss)
+
+
+def test_tuple_outputs_match_transformers(tmp_path):
+    reference = save_transformers_model("learned", tmp_path, image_size=16, **SMALL)
+    pixel_values = torch.randn(2, 3, 16, 16)
+    model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
+    with torch.no_grad():
+        ours = model(inputs=pixel_values, labels=torch.tensor([0, 1]), return_dict=False)
+        theirs = reference(inputs=pixel_values, labels=torch.tensor([0, 1]), return_dict=False)
+    assert len(ours) == len(theirs) == 2
+    for a, b in zip(ours, theirs):
+        assert_parity(a, b)
+
+
+def test_convert_transformers_script_writes_a_reloadable_folder(tmp_path):
+    source, target = tmp_path / "transformers", tmp_path / "converted"
+    reference = save_transformers_model("conv", source, image_size=32, **SMALL)
+    subprocess.run(
+        [sys.executable, str(REPO / "conversion" / "convert_transformers.py"), str(source), "--output", str(target)],
+        check=True,
+    )
+    assert (target / "model.safetensors").is_file() and (target / "config.json").is_file()
+    assert '"model_type": "perceiver_io"' in (target / "config.json").read_text()
+    pixel_values = torch.randn(2, 3, 32, 32)
+    model = PerceiverIOForImageClassification.from_pretrained(target)
+    with torch.no_grad():
+        assert_parity(model(pixel_values=pixel_values).logits, reference(inputs=pixel_values).logits)
+
+
+def test_bare_encoder_loads_a_transformers_classifier_checkpoint(tmp_path):
+    from perceiver_hf import PerceiverIOModel
+
+    reference = save_transformers_model("fourier", tmp_path, image_size=16, **SMALL)
+    pixel_values = torch.randn(1, 3, 16, 16)
+    encoder = PerceiverIOModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        latents = encoder(pixel_values=pixel_values).last_hidden_state
+        expected = reference.perceiver(inputs=pixel_values).last_hidden_state
+    assert_parity(latents, expected)
