@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     model.save_pretrained(args.output)
+    if task.write_processor is not None:
+        task.write_processor(args.output, deepmind_config, model.config)
+    if task.model_card is not None:
+        shutil.copy(Path(__file__).resolve().parents[1] / "model_cards" / task.model_card, args.output / "README.md")
     print(f"Wrote {args.output}")
     return 0
 

@@ -9,9 +9,11 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
 )
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
 from .heads import PerceiverIOForImageClassification
+from .heads import PerceiverIOForMaskedLM, PerceiverIOForSequenceClassification, PerceiverIOMaskedLMOutput
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -27,6 +29,8 @@ def _register() -> None:
     AutoConfig.register(PerceiverIOConfig.model_type, PerceiverIOConfig, exist_ok=True)
     AutoModel.register(PerceiverIOConfig, PerceiverIOModel, exist_ok=True)
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
+    AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
+    AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
 
 
 _register()
@@ -41,3 +45,4 @@ __all__ = [
     "PerceiverIOModelOutput",
     "PerceiverIOPreTrainedModel",
 ]
+__all__ += ["PerceiverIOForMaskedLM", "PerceiverIOForSequenceClassification", "PerceiverIOMaskedLMOutput"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..configuration import PerceiverIOConfig
 from .base import ArrayInputAdapter, InputAdapter
 from .image import ConvStem, ImageInputAdapter
+from .text import TextInputAdapter
 
 INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "array": ArrayInputAdapter,
     "image": ImageInputAdapter,
+    "text": TextInputAdapter,
 }
 
 

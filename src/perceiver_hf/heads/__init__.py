@@ -1,5 +1,9 @@
 """Task heads: `PreTrainedModel`s that wire adapters, the latent core and output queries to a task."""
 
+from .classification import PerceiverIOClassifier
 from .image_classification import PerceiverIOForImageClassification
+from .masked_lm import PerceiverIOForMaskedLM, PerceiverIOMaskedLMOutput
+from .sequence_classification import PerceiverIOForSequenceClassification
 
 __all__ = ["PerceiverIOForImageClassification"]
+__all__ += ["PerceiverIOClassifier", "PerceiverIOForMaskedLM", "PerceiverIOForSequenceClassification", "PerceiverIOMaskedLMOutput"]
