@@ -48,7 +48,7 @@ from output_folder import check_output_folder, staged_output_folder  # noqa: E40
 # A mirror of DeepMind's bucket (same file names) can stand in for it, e.g. on a machine without internet access.
 BUCKET_ENV = "PERCEIVER_HF_DEEPMIND_BUCKET"
 CACHE_ENV = "PERCEIVER_HF_CACHE"
-EXIT_FAILED, EXIT_USAGE, EXIT_PUSH_FAILED = 1, 2, 3
+EXIT_FAILED, EXIT_PUSH_FAILED = 1, 3  # argparse exits with 2 on bad arguments
 
 
 def tasks_table() -> str:
@@ -116,6 +116,10 @@ def convert_checkpoint(task: DeepMindTask, checkpoint: Path | dict, deepmind_con
     haiku_params.check_state_dict(state_dict)
     haiku_params.check_all_used()
     model.load_state_dict(state_dict, strict=True, assign=True)
+    if any(tensor.is_meta for tensor in [*model.parameters(), *model.buffers()]):
+        # Something the state dict does not reach (tied weights, non-persistent buffers): build it for real.
+        model = head(config)
+        model.load_state_dict(state_dict, strict=True)
     return model.eval()
 
 
@@ -127,7 +131,7 @@ def fetch_checkpoint(
     if not is_url(url):
         path = Path(url).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"--checkpoint {path} does not exist.")
+            raise FileNotFoundError(f"--checkpoint {path} does not exist or is not a file.")
         return path, None
     name = Path(url.split("?")[0]).name or task.filename
     destination = cache_dir / hashlib.sha256(url.encode()).hexdigest()[:16] / name

@@ -17,7 +17,6 @@ import re
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ class FileServer:
     files: dict[str, ServedFile] = field(default_factory=dict)
     requests: list[RequestLog] = field(default_factory=list)
     url: str = ""
+    closing: threading.Event = field(default_factory=threading.Event)  # ends stalls when the server stops
 
     def add(self, path: str, data: bytes, **behaviour) -> str:
         self.files[path] = ServedFile(data, **behaviour)
@@ -96,11 +96,14 @@ def _handler(server_state: FileServer):
             if served.cuts:
                 self.wfile.write(body[: served.cuts.pop(0)])
                 self.wfile.flush()
-                time.sleep(served.stall)
-                if served.reset:  # SO_LINGER 0: close() sends RST, the client sees "connection reset"
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                else:
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                server_state.closing.wait(served.stall)
+                try:
+                    if served.reset:  # SO_LINGER 0: close() sends RST, the client sees "connection reset"
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    else:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:  # the client is already gone
+                    pass
                 self.connection.close()
                 self.close_connection = True
                 return
@@ -128,6 +131,8 @@ def serve(handler_factory=_handler, state=None) -> Iterator:
     try:
         yield state
     finally:
+        if isinstance(state, FileServer):
+            state.closing.set()
         server.shutdown()
         server.server_close()
 
