@@ -99,9 +99,7 @@ def convert_checkpoint(task: DeepMindTask, checkpoint: Path | dict, deepmind_con
     """
     config = build_config(task, deepmind_config)
     head = getattr(perceiver_hf, task.head)
-    # The model is built without memory (meta device) and takes the converted tensors as they are.
-    with torch.device("meta"):
-        model = head(config)
+    model = _without_weights(head, config)
     target_shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     tree = load_haiku_pickle(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     params, state = split_params_and_state(tree)
@@ -121,6 +119,16 @@ def convert_checkpoint(task: DeepMindTask, checkpoint: Path | dict, deepmind_con
         model = head(config)
         model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+def _without_weights(head, config):
+    """The head with its weights on the meta device (no memory, no random init): the converted tensors are
+    then assigned as they are. Falls back to a normal build for heads whose construction reads tensor values."""
+    try:
+        with torch.device("meta"):
+            return head(config)
+    except (RuntimeError, NotImplementedError):
+        return head(config)
 
 
 def fetch_checkpoint(
