@@ -48,7 +48,7 @@ from output_folder import check_output_folder, staged_output_folder  # noqa: E40
 # A mirror of DeepMind's bucket (same file names) can stand in for it, e.g. on a machine without internet access.
 BUCKET_ENV = "PERCEIVER_HF_DEEPMIND_BUCKET"
 CACHE_ENV = "PERCEIVER_HF_CACHE"
-EXIT_FAILED, EXIT_USAGE, EXIT_PUSH_FAILED = 1, 2, 3
+EXIT_FAILED, EXIT_PUSH_FAILED = 1, 3  # argparse exits with 2 on bad arguments
 
 
 def tasks_table() -> str:
@@ -85,8 +85,9 @@ def build_config(task: DeepMindTask, deepmind_config: dict[str, Any]) -> perceiv
         return task.build_config(deepmind_config)
     except (KeyError, TypeError) as error:
         raise ValueError(
-            f"The DeepMind configuration does not describe a --task {task.name} model ({type(error).__name__}: {error}); "
-            "compare it with the task's official configuration (or the fixtures' config.json)."
+            f"The DeepMind configuration does not describe a --task {task.name} model "
+            f"({type(error).__name__}: {error}); compare it with the task's official configuration (or the "
+            "fixtures' config.json)."
         ) from None
 
 
@@ -98,9 +99,7 @@ def convert_checkpoint(task: DeepMindTask, checkpoint: Path | dict, deepmind_con
     """
     config = build_config(task, deepmind_config)
     head = getattr(perceiver_hf, task.head)
-    # The model is built without memory (meta device) and takes the converted tensors as they are.
-    with torch.device("meta"):
-        model = head(config)
+    model = _without_weights(head, config)
     target_shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     tree = load_haiku_pickle(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     params, state = split_params_and_state(tree)
@@ -115,7 +114,21 @@ def convert_checkpoint(task: DeepMindTask, checkpoint: Path | dict, deepmind_con
     haiku_params.check_state_dict(state_dict)
     haiku_params.check_all_used()
     model.load_state_dict(state_dict, strict=True, assign=True)
+    if any(tensor.is_meta for tensor in [*model.parameters(), *model.buffers()]):
+        # Something the state dict does not reach (tied weights, non-persistent buffers): build it for real.
+        model = head(config)
+        model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+def _without_weights(head, config):
+    """The head with its weights on the meta device (no memory, no random init): the converted tensors are
+    then assigned as they are. Falls back to a normal build for heads whose construction reads tensor values."""
+    try:
+        with torch.device("meta"):
+            return head(config)
+    except (RuntimeError, NotImplementedError):
+        return head(config)
 
 
 def fetch_checkpoint(
@@ -126,7 +139,7 @@ def fetch_checkpoint(
     if not is_url(url):
         path = Path(url).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"--checkpoint {path} does not exist.")
+            raise FileNotFoundError(f"--checkpoint {path} does not exist or is not a file.")
         return path, None
     name = Path(url.split("?")[0]).name or task.filename
     destination = cache_dir / hashlib.sha256(url.encode()).hexdigest()[:16] / name
@@ -197,13 +210,19 @@ def push_to_hub(folder: Path, repo_id: str, task: DeepMindTask) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, epilog=tasks_table(), formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="convert_deepmind.py",
+        description=__doc__,
+        epilog=tasks_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--task", choices=sorted(TASKS), metavar="TASK", help="which DeepMind model (see below)")
     parser.add_argument("--checkpoint", metavar="PATH_OR_URL", help="the checkpoint (default: the official file)")
     parser.add_argument("--output", type=Path, metavar="DIR", help="folder to write (created or replaced whole)")
     parser.add_argument(
-        "--deepmind-config", type=Path, metavar="JSON_FILE", help="DeepMind's constructor arguments (default: official)"
+        "--deepmind-config",
+        type=Path,
+        metavar="JSON_FILE",
+        help="DeepMind's constructor arguments (default: official)",
     )
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the finished folder to this Hub repository")
     parser.add_argument(
@@ -238,6 +257,37 @@ def is_official(task: DeepMindTask, config: perceiver_hf.PerceiverIOConfig) -> b
     return build_config(task, task.official_config).to_dict() == config.to_dict()
 
 
+def model_card_context(
+    task: DeepMindTask,
+    config: perceiver_hf.PerceiverIOConfig,
+    deepmind_config: dict[str, Any],
+    *,
+    source: str,
+    checkpoint_sha256: str,
+    num_parameters: int,
+    model_id: str,
+    command: str,
+) -> dict[str, Any]:
+    """The values every model card template gets (see `model_card.py`), plus the task's own `metadata`."""
+    return {
+        **task.metadata,
+        "task": task.name,
+        "summary": task.summary,
+        "head": task.head,
+        "official_url": task.url,
+        "official_file": task.filename,
+        "official_configuration": is_official(task, config),
+        "source": source,
+        "checkpoint_sha256": checkpoint_sha256,
+        "num_parameters": num_parameters,
+        "model_id": model_id,
+        "command": command,
+        "perceiver_hf_version": perceiver_hf.__version__,
+        "config": config,
+        "deepmind_config": deepmind_config,
+    }
+
+
 def run(args: argparse.Namespace) -> Path:
     """Download (if needed), convert and write; returns the output folder."""
     task = TASKS[args.task]
@@ -251,28 +301,23 @@ def run(args: argparse.Namespace) -> Path:
     except CheckpointError as error:
         if url is not None:  # an unusable download must not be reused from the cache
             checkpoint.unlink(missing_ok=True)
-            raise CheckpointError(f"{error} (The downloaded file was removed; run again to download it anew.)") from None
+            raise CheckpointError(
+                f"{error} (The downloaded file was removed; run again to download it anew.)"
+            ) from None
         raise
     print(f"Converting into {task.head}")
     model = convert_checkpoint(task, tree, deepmind_config)
     del tree
-    card_context = {
-        **task.metadata,
-        "task": task.name,
-        "summary": task.summary,
-        "head": task.head,
-        "official_url": task.url,
-        "official_file": task.filename,
-        "official_configuration": is_official(task, model.config),
-        "source": url or checkpoint.name,
-        "checkpoint_sha256": _sha256(checkpoint),
-        "num_parameters": sum(tensor.numel() for tensor in model.parameters()),
-        "model_id": args.push_to_hub or output.name,
-        "command": conversion_command(args),
-        "perceiver_hf_version": perceiver_hf.__version__,
-        "config": model.config,
-        "deepmind_config": deepmind_config,
-    }
+    card_context = model_card_context(
+        task,
+        model.config,
+        deepmind_config,
+        source=url or checkpoint.name,
+        checkpoint_sha256=_sha256(checkpoint),
+        num_parameters=sum(tensor.numel() for tensor in model.parameters()),
+        model_id=args.push_to_hub or output.name,
+        command=conversion_command(args),
+    )
     print(f"Writing {output}")
     write_model_folder(task, model, deepmind_config, output, card_context)
     print(f"Wrote {output}")
@@ -306,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             url = push_to_hub(output, args.push_to_hub, TASKS[args.task])
         except Exception as error:  # network, authentication, permission: all leave the folder as it is
             print(
-                f"error: uploading to {args.push_to_hub} failed ({type(error).__name__}: {error}). The converted folder "
-                f"is complete at {output}; upload it later with `hf upload {args.push_to_hub} {output}`.",
+                f"error: uploading to {args.push_to_hub} failed ({type(error).__name__}: {error}). The converted "
+                f"folder is complete at {output}; upload it later with `hf upload {args.push_to_hub} {output}`.",
                 file=sys.stderr,
             )
             return EXIT_PUSH_FAILED

@@ -95,7 +95,9 @@ def _md5_from_headers(headers) -> str | None:
 
 
 def _request(url: str, partial: _Partial) -> urllib.request.Request:
-    request = urllib.request.Request(url, headers={"User-Agent": "perceiver_hf-convert", "Accept-Encoding": "identity"})
+    request = urllib.request.Request(
+        url, headers={"User-Agent": "perceiver_hf-convert", "Accept-Encoding": "identity"}
+    )
     offset = partial.size
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -174,19 +176,23 @@ def download(
                 if offset == 0 and partial.size:
                     partial.reset()  # the server sends the whole file: start the partial file over
                 partial.remember(response, total)
-                with partial.path.open("r+b" if offset else "wb") as file, tqdm(
-                    total=total,
-                    initial=offset,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    desc=destination.name,
-                    disable=not progress,
-                    leave=True,
-                ) as bar:
+                with (
+                    partial.path.open("r+b" if offset else "wb") as file,
+                    tqdm(
+                        total=total,
+                        initial=offset,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=destination.name,
+                        disable=not progress,
+                        leave=True,
+                    ) as bar,
+                ):
                     file.seek(offset)
                     file.truncate()
-                    while block := response.read(CHUNK_BYTES):
+                    # read1 returns what has arrived (up to a chunk), so a stall or cut loses nothing received.
+                    while block := response.read1(CHUNK_BYTES):
                         file.write(block)
                         received += len(block)
                         bar.update(len(block))

@@ -197,7 +197,7 @@ class HaikuParams:
         if expected is not None and (converted is None or tuple(converted.shape) != expected):
             raise self.mismatch(source, tuple(tensor.shape), key, layout.haiku_shape(expected, tuple(tensor.shape)))
         if converted is None:
-            raise CheckpointError(f"Parameter `{source}` has shape {tuple(tensor.shape)}, which cannot become `{key}`.")
+            raise CheckpointError(f"Parameter `{source}` of shape {tuple(tensor.shape)} cannot become `{key}`.")
         self.sources[key] = source
         return converted
 
@@ -312,9 +312,8 @@ class HaikuParams:
 
     def encoder(self, module: str, prefix: str, num_self_attends_per_block: int) -> dict[str, torch.Tensor]:
         """A DeepMind `PerceiverEncoder` -> `PerceiverIOEncoder` (latents, cross-attention, shared block)."""
-        weights = {
-            f"{prefix}.latents": self.take(f"{module}/~/trainable_position_encoding", "pos_embs", into=f"{prefix}.latents")
-        }
+        latents = f"{prefix}.latents"
+        weights = {latents: self.take(f"{module}/~/trainable_position_encoding", "pos_embs", into=latents)}
         weights.update(self.attention_layer(f"{module}/~/cross_attention", f"{prefix}.cross_attention", True))
         for index in range(num_self_attends_per_block):
             name = "self_attention" if index == 0 else f"self_attention_{index}"
