@@ -12,6 +12,7 @@ from transformers import (
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
 from .heads import PerceiverIOForImageClassification
+from .heads import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -37,6 +38,8 @@ __all__ = [
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOPreTrainedModel",
