@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,6 +16,37 @@ from torch import nn
 from .configuration import PerceiverIOConfig
 from .input_array import InputArray
 from .position import FourierPositionEncoding, TrainablePositionEncoding, build_position_encoding
+
+
+@dataclass
+class FactoredQueries:
+    """Queries written as sums of table rows: query `i` is `sum_k tables[k][indices[i, k]] + constant`.
+
+    The tables (and the constant) fill disjoint channels, so per-query statistics (a layer norm's mean and
+    variance) and linear maps of the queries split into per-table parts. Position queries factor this way
+    (each Fourier channel depends on one grid dimension), which lets inference compute per grid coordinate
+    what naively is computed per query (see `perceiver_hf.folded_decoding`).
+
+    Attributes:
+        tables: `(rows_k, channels)` tensors, zero outside their channels.
+        indices: `(num_queries, len(tables))` row of each table for each query.
+        constant: `(channels,)` part shared by every query (e.g. a learned padding), zero elsewhere.
+    """
+
+    tables: list[torch.Tensor]
+    indices: torch.Tensor
+    constant: torch.Tensor
+
+    @property
+    def num_queries(self) -> int:
+        return self.indices.shape[0]
+
+    def materialize(self) -> torch.Tensor:
+        """The `(num_queries, channels)` queries themselves."""
+        rows = self.constant.expand(self.num_queries, -1)
+        for k, table in enumerate(self.tables):
+            rows = rows + table[self.indices[:, k]]
+        return rows
 
 
 class OutputQueries(nn.Module):
@@ -70,6 +102,15 @@ class TrainableQueries(OutputQueries):
     ) -> torch.Tensor:
         queries = self.queries if subsampled_points is None else self.queries[subsampled_points.to(self.queries.device)]
         return queries[start:end].to(inputs.dtype).expand(inputs.batch_size, -1, -1)
+
+    def factored(
+        self, start: int, end: int, subsampled_points: torch.Tensor | None = None, device: torch.device | None = None
+    ) -> FactoredQueries:
+        """One table, the learned queries themselves."""
+        rows = torch.arange(start, end, device=self.queries.device)
+        if subsampled_points is not None:
+            rows = subsampled_points.to(self.queries.device, torch.long)[start:end]
+        return FactoredQueries([self.queries], rows[:, None], self.queries.new_zeros(self.num_channels))
 
 
 class InputQueries(OutputQueries):
@@ -146,6 +187,20 @@ class FourierQueries(OutputQueries):
         features = self.encoding(None, positions=subsampled_positions(indices, self.index_dims), dtype=inputs.dtype)
         return features.expand(inputs.batch_size, -1, -1)
 
+    def factored(
+        self, start: int, end: int, subsampled_points: torch.Tensor | None = None, device: torch.device | None = None
+    ) -> FactoredQueries:
+        """One table per grid dimension (the features of each coordinate value), indexed by the coordinates."""
+        flat = self.indices(start, end, subsampled_points, device)
+        coordinates = torch.stack(torch.unravel_index(flat, self.index_dims), dim=-1)
+        owners = self.encoding.channel_dimensions().to(device)
+        tables = []
+        for k, size in enumerate(self.index_dims):
+            positions = torch.zeros(size, len(self.index_dims), device=device)
+            positions[:, k] = subsampled_positions(torch.arange(size, device=device), (size,))[:, 0]
+            tables.append(self.encoding(None, positions=positions) * (owners == k))
+        return FactoredQueries(tables, coordinates, torch.zeros(self.num_channels, device=device))
+
 
 class MultimodalQueries(OutputQueries):
     """Per-modality queries, each padded with a learned vector to a common width and stacked in sorted
@@ -200,6 +255,18 @@ class MultimodalQueries(OutputQueries):
 
     def num_queries(self, inputs: InputArray, subsampled_points=None) -> int:
         return sum(self.modality_sizes(inputs, subsampled_points).values())
+
+    def factored(self, name: str, start: int, end: int, subsampled_points=None) -> FactoredQueries:
+        """Queries `start:end` of modality `name` (not of the stack), padded, in factored form."""
+        points = self._points(subsampled_points)[name]
+        padding = self.padding[name]()[0]
+        inner = self.modalities[name].factored(start, end, points, device=padding.device)
+        padding = padding.to(inner.constant.dtype)
+        return FactoredQueries(
+            [nn.functional.pad(table, (0, padding.shape[0])) for table in inner.tables],
+            inner.indices,
+            torch.cat([inner.constant, padding]),
+        )
 
     def forward(self, inputs: InputArray, start: int, end: int, subsampled_points=None) -> torch.Tensor:
         points = self._points(subsampled_points)

@@ -20,10 +20,13 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from tqdm.auto import tqdm
+
 from ..configuration import PerceiverIOConfig
+from ..folded_decoding import AffineMap, FoldedCrossAttentionDecoder, can_fold
 from ..input_array import InputArray
 from ..modeling import PerceiverIODecoder, PerceiverIOModel, PerceiverIOPreTrainedModel
-from ..queries import MultimodalQueries
+from ..queries import FactoredQueries, MultimodalQueries
 
 
 @dataclass
@@ -147,9 +150,25 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         subsampled_output_points: Mapping[str, torch.Tensor | None] | None = None,
         chunk_size: int | None = None,
         output_attentions: bool = False,
+        folded: bool | None = None,
+        progress: bool = False,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """Decode the (subsampled) outputs of every modality from the latents, in chunks."""
+        """Decode the (subsampled) outputs of every modality from the latents, in chunks.
+
+        `folded` picks the inference-time algebra of `perceiver_hf.folded_decoding` (same results, several
+        times faster for many queries). By default it is used without autograd and attention outputs, when
+        there are at least as many queries as query channels (below that, precomputing costs more than it saves).
+        """
         sizes = self.decoder.queries.modality_sizes(input_array, subsampled_output_points)
+        foldable = not output_attentions and not torch.is_grad_enabled() and can_fold(self.decoder.cross_attention)
+        if folded is None:
+            folded = foldable and sum(sizes.values()) >= self.decoder.queries.num_channels
+        if folded:
+            if not foldable:
+                raise ValueError(
+                    "Folded decoding is for inference: run it under torch.no_grad() and without output_attentions."
+                )
+            return self._decode_folded(latents, sizes, subsampled_output_points, chunk_size, progress), None
         decoded, weights = self.decoder(
             latents,
             input_array,
@@ -161,6 +180,37 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         # A modality with an empty subsample has no outputs, hence no entry.
         logits = {name: adapter.layout(decoded[name]) for name, adapter in self.output_adapters.items() if name in decoded}
         return logits, weights
+
+    def _decode_folded(
+        self,
+        latents: torch.Tensor,
+        sizes: dict[str, int],
+        subsampled_output_points: Mapping[str, torch.Tensor | None] | None,
+        chunk_size: int | None,
+        progress: bool,
+    ) -> dict[str, torch.Tensor]:
+        layer = FoldedCrossAttentionDecoder(self.decoder.cross_attention, latents)
+        chunk_size = chunk_size or self.decoder.chunk_size or max(sizes.values())
+        total_chunks = sum(-(-size // chunk_size) for size in sizes.values())
+        bar = tqdm(total=total_chunks, desc="Decoding", unit="chunk", disable=not progress)
+        logits = {}
+        for name, size in sizes.items():
+            if size == 0:
+                continue
+            adapter = self.output_adapters[name]
+            output_map = AffineMap.compose(self.decoder.output_projection, adapter.linear)
+            queries = self.decoder.queries.factored(name, 0, size, subsampled_output_points)
+            step = _aligned_chunk_size(queries, chunk_size)
+            # Folding the output map pays off when it is applied to more queries than it has outputs.
+            decode = layer.decode if size >= output_map.out_features else layer.decode_unfolded_output
+            blocks = []
+            for start in range(0, size, step):
+                block = FactoredQueries(queries.tables, queries.indices[start : start + step], queries.constant)
+                blocks.append(decode(block, output_map))
+                bar.update()
+            logits[name] = adapter.layout(blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1))
+        bar.close()
+        return logits
 
     # -- loss ----------------------------------------------------------------------------------------------------
 
@@ -253,6 +303,14 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
             modality_losses=modality_losses,
         )
         return output if return_dict else output.to_tuple()
+
+
+def _aligned_chunk_size(queries: FactoredQueries, chunk_size: int) -> int:
+    """Round the chunk size down to whole rows of the last grid dimension (the folded decoder broadcasts those)."""
+    if not queries.tables:
+        return chunk_size
+    width = queries.tables[-1].shape[0]
+    return max(width, chunk_size // width * width)
 
 
 def _classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
