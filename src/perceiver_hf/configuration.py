@@ -131,7 +131,7 @@ def multimodal_autoencoding_components(
             "modalities": {
                 "audio": {"type": "audio", "samples_per_patch": samples_per_patch, "position_encoding": audio_positions},
                 "image": {
-                    "type": "patches",
+                    "type": "video_patches",
                     "in_channels": 3,
                     "spatial_patch_size": spatial_patch_size,
                     "temporal_patch_size": 1,

@@ -7,7 +7,8 @@ from .audio import AudioInputAdapter
 from .base import ArrayInputAdapter, InputAdapter
 from .image import ConvStem, ImageInputAdapter
 from .multimodal import MultimodalInputAdapter, OneHotInputAdapter
-from .patches import PatchesInputAdapter, space_to_depth
+from .patches import space_to_depth
+from .video import VideoPatchesInputAdapter
 
 INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "array": ArrayInputAdapter,
@@ -15,7 +16,7 @@ INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "audio": AudioInputAdapter,
     "multimodal": MultimodalInputAdapter,
     "one_hot": OneHotInputAdapter,
-    "patches": PatchesInputAdapter,
+    "video_patches": VideoPatchesInputAdapter,
 }
 
 
@@ -37,7 +38,7 @@ __all__ = [
     "InputAdapter",
     "MultimodalInputAdapter",
     "OneHotInputAdapter",
-    "PatchesInputAdapter",
+    "VideoPatchesInputAdapter",
     "build_input_adapter",
     "space_to_depth",
 ]
