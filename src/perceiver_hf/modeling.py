@@ -242,7 +242,8 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
     main_input_name = "inputs"
     input_modalities = ("image", "text", "video", "audio")
     supports_gradient_checkpointing = True
-    _no_split_modules = ["PerceiverIOLayer"]
+    # Accelerate keeps each on one device: a layer's residuals and a decoder's once-per-call key/values.
+    _no_split_modules = ["PerceiverIOLayer", "PerceiverIODecoder"]
     _supports_sdpa = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
