@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,6 +16,12 @@ from . import DeepMindTask
 from .imagenet import core_config
 
 MODALITIES = ("audio", "image", "label")
+KINETICS_CLASSES = Path(__file__).resolve().parents[1] / "kinetics700_classes.json"
+
+
+def kinetics_labels() -> list[str]:
+    """The 700 Kinetics-700 class names, in the order of DeepMind's label logits."""
+    return json.loads(KINETICS_CLASSES.read_text())["labels"]
 
 
 def _fourier(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -162,31 +170,37 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
     queries["modalities"]["image"].update(
         index_dims=[frames, height, width], position_encoding=_fourier(image_out["fourier_position_encoding_kwargs"])
     )
+    num_classes = deepmind["NUM_CLASSES"]
+    # DeepMind's model classifies Kinetics-700: 700 logits name its classes. Other class counts keep LABEL_i.
+    labels = {"id2label": dict(enumerate(kinetics_labels()))} if num_classes == 700 else {"num_labels": num_classes}
     return PerceiverIOConfig(
         **core_config(modules["encoder"]),
         **components,
-        num_labels=deepmind["NUM_CLASSES"],
+        **labels,
         architectures=["PerceiverIOForMultimodalAutoencoding"],
     )
+
+
+def write_processor(folder: Path, deepmind: dict[str, Any], config: PerceiverIOConfig) -> None:
+    """`preprocessor_config.json` of `PerceiverIOVideoAutoencodingProcessor`: the clip length, frame size and
+    audio length of the converted model, with the colab's center crop and bilinear resize."""
+    from perceiver_hf import PerceiverIOVideoAutoencodingProcessor
+
+    PerceiverIOVideoAutoencodingProcessor.from_model_config(config).save_pretrained(folder)
 
 
 def convert(params: HaikuParams, deepmind: dict[str, Any], config: PerceiverIOConfig) -> dict[str, torch.Tensor]:
     encoder = deepmind["modules"]["encoder"]
     weights = params.encoder(encoder.get("name", "encoder"), "perceiver.encoder", encoder["num_self_attends_per_block"])
-    adapter = "perceiver.input_adapter"
+
+    def take(module: str, into: str) -> None:
+        weights[into] = params.take(module, "pos_embs", into=into)
+
     for name in MODALITIES:
-        weights[f"{adapter}.padding.{name}.position_embeddings"] = params.take(
-            f"multimodal_preprocessor/{name}_padding", "pos_embs"
-        )
-        weights[f"{adapter}.mask_tokens.{name}.position_embeddings"] = params.take(
-            f"multimodal_preprocessor/{name}_mask_token", "pos_embs"
-        )
-        weights[f"decoder.queries.padding.{name}.position_embeddings"] = params.take(
-            f"multimodal_decoder/~decoder_query/{name}_padding", "pos_embs"
-        )
-    weights["decoder.queries.modalities.label.queries"] = params.take(
-        "classification_decoder/~/basic_decoder/~/trainable_position_encoding", "pos_embs"
-    )
+        take(f"multimodal_preprocessor/{name}_padding", f"perceiver.input_adapter.padding.{name}.position_embeddings")
+        take(f"multimodal_preprocessor/{name}_mask_token", f"perceiver.input_adapter.mask_tokens.{name}.position_embeddings")
+        take(f"multimodal_decoder/~decoder_query/{name}_padding", f"decoder.queries.padding.{name}.position_embeddings")
+    take("classification_decoder/~/basic_decoder/~/trainable_position_encoding", "decoder.queries.modalities.label.queries")
     decoder = "multimodal_decoder/~/basic_decoder"
     weights.update(params.attention_layer(f"{decoder}/cross_attention", "decoder.cross_attention", True))
     weights.update(params.linear(f"{decoder}/output", "decoder.output_projection"))
@@ -207,6 +221,8 @@ TASKS = [
         official_config=official_config(),
         build_config=build_config,
         convert=convert,
+        write_processor=write_processor,
+        model_card="video_autoencoding.md",
         summary="Kinetics-700 video + audio + label autoencoder (16 frames 224x224, 30,720 audio samples)",
     )
 ]

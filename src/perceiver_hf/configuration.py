@@ -295,11 +295,14 @@ class PerceiverIOConfig(PreTrainedConfig):
         image_size=_IMAGENET_SIZE,
         audio_samples_per_frame: int = 1920,
         samples_per_patch: int = 16,
-        num_labels: int = 700,
+        num_labels: int | None = None,
         **overrides,
     ) -> PerceiverIOConfig:
         """DeepMind's Kinetics-700 video+audio+label autoencoder, full size by default (16 frames of 224x224,
-        30,720 audio samples). `overrides` replace core fields or `multimodal_autoencoding_components` options."""
+        30,720 audio samples, 700 classes or as many as `id2label` names). `overrides` replace core fields or
+        `multimodal_autoencoding_components` options."""
+        if num_labels is None:
+            num_labels = len(overrides["id2label"]) if overrides.get("id2label") else 700
         component_options = {
             key: overrides.pop(key)
             for key in (
@@ -327,7 +330,8 @@ class PerceiverIOConfig(PreTrainedConfig):
         components = multimodal_autoencoding_components(
             num_frames, image_size, audio_samples_per_frame, samples_per_patch, num_labels, **component_options
         )
-        return cls(**core, **components, num_labels=num_labels, architectures=["PerceiverIOForMultimodalAutoencoding"])
+        labels = {} if core.get("id2label") else {"num_labels": num_labels}
+        return cls(**core, **components, **labels, architectures=["PerceiverIOForMultimodalAutoencoding"])
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()

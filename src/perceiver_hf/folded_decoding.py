@@ -148,11 +148,12 @@ class FoldedCrossAttentionDecoder:
         value_dim = attention.v_head_dim
         self.u_values = torch.stack(
             [
-                self.values[:, h].double() @ factor[:, h * value_dim : (h + 1) * value_dim].T + parallel_bias
+                self.values[:, h].double() @ factor[:, h * value_dim : (h + 1) * value_dim].T
+                + parallel_bias / self.num_heads
                 for h in range(self.num_heads)
             ],
             dim=1,
-        )  # (B, H, L, r); the bias rides on attention weights summing to one per head
+        )  # (B, H, L, r); each head's weights sum to one, so each head carries its share of the bias
         self._readouts: list[tuple[AffineMap, tuple[torch.Tensor, ...]]] = []
         self._buffers: dict[str, torch.Tensor] = {}
         self._tables: list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]] = []

@@ -86,12 +86,6 @@ class ModalityOutputAdapter(nn.Module):
         return outputs
 
 
-def _check_inputs(inputs) -> None:
-    if inputs is None:
-        raise ValueError(
-            "You have to specify `inputs`: a dict with `image` (batch, frames, 3, height, width), `audio` "
-            "(batch, samples, 1) and `label` (batch, num_labels), e.g. from PerceiverIOVideoAutoencodingProcessor."
-        )
 
 
 class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
@@ -123,6 +117,25 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         )
         self.loss_weights = {name: float(weight) for name, weight in (spec.get("loss_weights") or {}).items()}
         self.post_init()
+
+    def _gather_inputs(self, inputs, image=None, audio=None, label=None) -> dict[str, torch.Tensor]:
+        """`inputs`, or the modalities given by name (`label` defaults to zeros: the model always masks it)."""
+        named = {name: value for name, value in (("image", image), ("audio", audio), ("label", label)) if value is not None}
+        if inputs is not None and named:
+            raise ValueError(f"You cannot use both `inputs` and {sorted(named)}: pass the modalities one way.")
+        if inputs is None and not named:
+            raise ValueError(
+                "You have to specify `inputs`: a dict with `image` (batch, frames, 3, height, width), `audio` "
+                "(batch, samples, 1) and `label` (batch, num_labels), e.g. from PerceiverIOVideoAutoencodingProcessor "
+                "(or pass `image=` and `audio=`)."
+            )
+        if inputs is not None:
+            return inputs
+        adapters = self.perceiver.input_adapter.modalities
+        if "label" not in named and "label" in adapters and named:
+            reference = next(iter(named.values()))
+            named["label"] = reference.new_zeros(reference.shape[0], adapters["label"].num_channels)
+        return named
 
     # -- decoding ----------------------------------------------------------------------------------------------
 
@@ -212,6 +225,36 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         bar.close()
         return logits
 
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        inputs: Mapping[str, torch.Tensor] | None = None,
+        chunk_size: int | None = None,
+        progress: bool = False,
+        image: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        label: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Reconstruct every modality in one call, laid out like the inputs: `image` `(batch, frames, 3, height,
+        width)`, `audio` `(batch, samples, 1)`, and `label` logits `(batch, num_labels)`.
+
+        Encodes once and decodes all outputs in chunks of `chunk_size` queries (peak memory stays bounded);
+        `progress=True` shows a progress bar over the chunks. The modalities may be given by name.
+        """
+        inputs = self._gather_inputs(inputs, image, audio, label)
+        input_array, encoded = self.perceiver.encode(inputs)
+        logits, _ = self.decode(encoded.last_hidden_state, input_array, None, chunk_size, progress=progress)
+        reconstruction = {}
+        for name, output in logits.items():
+            adapter, queries = self.output_adapters[name], self.decoder.queries.modalities[name]
+            if adapter.kind == "pixels":  # (batch, pixels, C) -> (batch, [frames,] C, height, width)
+                grid = output.reshape(output.shape[0], *queries.index_dims, output.shape[-1])
+                output = grid.movedim(-1, -3)
+            elif adapter.kind == "audio":
+                output = output[..., None]
+            reconstruction[name] = output
+        return reconstruction
+
     # -- loss ----------------------------------------------------------------------------------------------------
 
     def reconstruction_loss(
@@ -254,6 +297,9 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         labels: Mapping[str, torch.Tensor] | torch.Tensor | None = None,
         return_dict: bool | None = None,
         chunk_size: int | None = None,
+        image: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        label: torch.Tensor | None = None,
         **kwargs,
     ) -> PerceiverIOMultimodalAutoencodingOutput | tuple:
         r"""
@@ -270,8 +316,11 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
             the class targets, with the inputs themselves as the image and audio targets (autoencoding).
         chunk_size (`int`, *optional*):
             Queries decoded at a time (default `config.decoder["chunk_size"]`); bounds memory, never changes results.
+        image, audio, label (`torch.Tensor`, *optional*):
+            The modalities by name instead of `inputs` (`label` defaults to zeros), so that batches are flat dicts
+            of tensors that transformers' default data collator and `Trainer` handle as they are.
         """
-        _check_inputs(inputs)
+        inputs = self._gather_inputs(inputs, image, audio, label)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
