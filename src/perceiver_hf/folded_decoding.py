@@ -68,10 +68,11 @@ class AffineMap:
 
 def can_fold(layer: PerceiverIOLayer) -> bool:
     """Whether `layer` has the structure the folded decoding assumes (a cross-attention without query
-    residual, whose attention weights sum to one)."""
+    residual, whose attention weights sum to one) on a device with float64 arithmetic (not Apple's MPS)."""
     attention = layer.attention
     return (
         attention.is_cross_attention
+        and attention.query.weight.device.type != "mps"
         and not layer.use_query_residual
         and not (attention.training and attention.config.attention_probs_dropout_prob > 0)
     )
@@ -143,7 +144,7 @@ class FoldedCrossAttentionDecoder:
         self.hidden_from_u = basis.T @ fc1_in
         self.hidden_scaled_bias = perpendicular_bias @ fc1_in
         hidden_bias = mlp_norm.bias.double() @ mlp.fc1.weight.double().T + mlp.fc1.bias.double()
-        self.hidden_bias = _pad_columns(hidden_bias).to(self.dtype)
+        self.hidden_bias = _pad_columns(hidden_bias)
         # Per head h, values V_h map to u through the columns of R that multiply head h's channels.
         value_dim = attention.v_head_dim
         self.u_values = torch.stack(
@@ -227,12 +228,15 @@ class FoldedCrossAttentionDecoder:
             dim=1,
         )
         ones = direct.new_ones(*direct.shape[:-1], 1)
-        values = _pad_columns(torch.cat([self.u_values, direct, ones], dim=-1)).to(self.dtype)
-        # Rows of the hidden map follow the value columns: u -> N, direct outputs -> 0, the sum column -> n0.
+        # The last column is set to 1 after the attention: it adds the MLP's bias inside the next product.
+        values = _pad_columns(torch.cat([self.u_values, direct, ones, torch.zeros_like(ones)], dim=-1)).to(self.dtype)
+        # Rows of the hidden map follow the value columns: u -> N, direct outputs -> 0, the sum column -> n0,
+        # the bias column -> m1.
         k = output_map.out_features
-        hidden_map = torch.zeros(values.shape[-1], self.hidden_bias.shape[0], dtype=torch.float64)
+        hidden_map = torch.zeros(values.shape[-1], self.hidden_bias.shape[0], dtype=torch.float64, device=values.device)
         hidden_map[: self.u_width, : self.hidden_width] = self.hidden_from_u
         hidden_map[self.u_width + k, : self.hidden_width] = self.hidden_scaled_bias
+        hidden_map[self.u_width + k + 1] = self.hidden_bias
         from_hidden = _pad_rows((e_weight @ mlp.fc2.weight.double()).T, self.hidden_bias.shape[0]).to(self.dtype)
         constant = (e_weight @ (mlp.fc2.bias.double() + attention.output.bias.double()) + e_bias).to(self.dtype)
         matrices = (values, hidden_map.to(self.dtype), from_hidden, constant)
@@ -258,8 +262,9 @@ class FoldedCrossAttentionDecoder:
         norms = torch.linalg.vector_norm(attended[..., :r], dim=-1, keepdim=True).div_(totals)
         inverse_std = torch.rsqrt((norms.square_() + self.perpendicular_square) / self.mlp_channels + self.mlp_eps)
         attended.mul_(inverse_std.div_(totals))  # the sum column becomes 1/std: it carries the bias term n0
+        attended[..., ones + 1] = 1
         hidden = self._buffer("hidden", (attended.shape[0] * attended.shape[1], hidden_map.shape[1]))
-        hidden = self.activation(torch.addmm(self.hidden_bias, attended.flatten(0, -2), hidden_map, out=hidden))
+        hidden = self.activation(torch.mm(attended.flatten(0, -2), hidden_map, out=hidden))
         outputs = torch.addmm(constant, hidden, from_hidden).view(direct.shape)
         return outputs.add_(direct)
 
