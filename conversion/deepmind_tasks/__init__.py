@@ -56,10 +56,10 @@ class DeepMindTask:
 
 
 def _collect() -> dict[str, DeepMindTask]:
-    from . import imagenet
+    from . import imagenet, video_autoencoding
 
     tasks = {}
-    for module in (imagenet,):
+    for module in (imagenet, video_autoencoding):
         for task in module.TASKS:
             tasks[task.name] = task
     return tasks

@@ -9,9 +9,11 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
 from .heads import PerceiverIOForImageClassification
+from .heads import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -19,6 +21,8 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
+from .pipelines.video_autoencoding import VideoAutoencodingPipeline
+from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
 
@@ -27,6 +31,12 @@ def _register() -> None:
     AutoConfig.register(PerceiverIOConfig.model_type, PerceiverIOConfig, exist_ok=True)
     AutoModel.register(PerceiverIOConfig, PerceiverIOModel, exist_ok=True)
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        "video-autoencoding",
+        pipeline_class=VideoAutoencodingPipeline,
+        pt_model=PerceiverIOForMultimodalAutoencoding,
+        type="multimodal",
+    )
 
 
 _register()
@@ -37,7 +47,11 @@ __all__ = [
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOVideoAutoencodingProcessor",
+    "VideoAutoencodingPipeline",
 ]

@@ -1,5 +1,10 @@
 """Task heads: `PreTrainedModel`s that wire adapters, the latent core and output queries to a task."""
 
 from .image_classification import PerceiverIOForImageClassification
+from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
 
-__all__ = ["PerceiverIOForImageClassification"]
+__all__ = [
+    "PerceiverIOForImageClassification",
+    "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOMultimodalAutoencodingOutput",
+]
