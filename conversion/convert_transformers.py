@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,6 +21,9 @@ import perceiver_hf  # noqa: F401  (registers the Auto classes)
 from perceiver_hf.adapters import ImageInputAdapter
 from perceiver_hf.adapters.text import TextInputAdapter
 from perceiver_hf.from_transformers import ARCHITECTURES, read_config_dict, source_architecture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from output_folder import check_output_folder, staged_output_folder  # noqa: E402
 
 PROCESSOR_FILES = (
     "preprocessor_config.json",
@@ -59,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max relative output difference accepted")
     args = parser.parse_args(argv)
 
+    try:
+        check_output_folder(args.output)
+    except ValueError as error:
+        parser.error(str(error))
     config_dict = read_config_dict(args.source)
     if config_dict is None:
         parser.error(f"{args.source} has no config.json")
@@ -76,27 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     reference = getattr(transformers, architecture).from_pretrained(args.source).eval()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=args.output.parent, prefix=f".{args.output.name}.") as staging:
-        staging = Path(staging) / "checkpoint"
-        model.save_pretrained(staging)
-        for name in PROCESSOR_FILES:
-            source_file = Path(args.source) / name
-            if source_file.is_file():
-                shutil.copy(source_file, staging / name)
-        reloaded = head.from_pretrained(staging).eval()
-        with torch.no_grad():
-            ours = reloaded(**inputs).logits
-            # transformers' masked LM decodes every position it has, whatever the input length: compare the input's.
-            theirs = reference(**inputs).logits[:, : ours.shape[1]]
-        error = ((ours - theirs).abs().max() / max(1.0, theirs.abs().max().item())).item()
-        print(f"max relative difference to transformers: {error:.2e}")
-        if error > args.tolerance:
-            print(f"error: the converted model differs from transformers' by {error:.2e} > {args.tolerance}", file=sys.stderr)
-            return 1
-        if args.output.exists():
-            shutil.rmtree(args.output)
-        staging.rename(args.output)
+    try:
+        with staged_output_folder(args.output) as staging:  # moved to DIR only if the block completes
+            model.save_pretrained(staging)
+            for name in PROCESSOR_FILES:
+                source_file = Path(args.source) / name
+                if source_file.is_file():
+                    shutil.copy(source_file, staging / name)
+            reloaded = head.from_pretrained(staging).eval()
+            with torch.no_grad():
+                ours = reloaded(**inputs).logits
+                # transformers' masked LM decodes every position it has, whatever the input length: compare the input's.
+                theirs = reference(**inputs).logits[:, : ours.shape[1]]
+            error = ((ours - theirs).abs().max() / max(1.0, theirs.abs().max().item())).item()
+            print(f"max relative difference to transformers: {error:.2e}")
+            if error > args.tolerance:
+                raise ValueError(f"the converted model differs from transformers' by {error:.2e} > {args.tolerance}")
+    except ValueError as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     print(f"Wrote {args.output}")
     return 0
 

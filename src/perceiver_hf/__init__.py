@@ -10,10 +10,12 @@ from transformers import (
     AutoModelForImageClassification,
 )
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
 from .heads import PerceiverIOForImageClassification
 from .heads import PerceiverIOForMaskedLM, PerceiverIOForSequenceClassification, PerceiverIOMaskedLMOutput
+from .heads import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -21,6 +23,8 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
+from .pipelines.video_autoencoding import VideoAutoencodingPipeline
+from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
 
@@ -31,6 +35,12 @@ def _register() -> None:
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
     AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        "video-autoencoding",
+        pipeline_class=VideoAutoencodingPipeline,
+        pt_model=PerceiverIOForMultimodalAutoencoding,
+        type="multimodal",
+    )
 
 
 _register()
@@ -41,8 +51,12 @@ __all__ = [
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOVideoAutoencodingProcessor",
+    "VideoAutoencodingPipeline",
 ]
 __all__ += ["PerceiverIOForMaskedLM", "PerceiverIOForSequenceClassification", "PerceiverIOMaskedLMOutput"]

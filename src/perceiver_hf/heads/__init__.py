@@ -3,7 +3,12 @@
 from .classification import PerceiverIOClassifier
 from .image_classification import PerceiverIOForImageClassification
 from .masked_lm import PerceiverIOForMaskedLM, PerceiverIOMaskedLMOutput
+from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
 from .sequence_classification import PerceiverIOForSequenceClassification
 
-__all__ = ["PerceiverIOForImageClassification"]
+__all__ = [
+    "PerceiverIOForImageClassification",
+    "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOMultimodalAutoencodingOutput",
+]
 __all__ += ["PerceiverIOClassifier", "PerceiverIOForMaskedLM", "PerceiverIOForSequenceClassification", "PerceiverIOMaskedLMOutput"]

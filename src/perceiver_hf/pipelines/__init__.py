@@ -1,0 +1,1 @@
+"""Custom pipeline tasks, registered with transformers by `import perceiver_hf`."""
