@@ -54,10 +54,10 @@ class DeepMindTask:
 
 
 def _collect() -> dict[str, DeepMindTask]:
-    from . import imagenet
+    from . import imagenet, optical_flow
 
     tasks = {}
-    for module in (imagenet,):
+    for module in (imagenet, optical_flow):
         for task in module.TASKS:
             tasks[task.name] = task
     return tasks

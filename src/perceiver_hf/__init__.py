@@ -9,9 +9,11 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
 from .heads import PerceiverIOForImageClassification
+from .heads import PerceiverIOForOpticalFlow
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -19,6 +21,8 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
+from .pipelines import OpticalFlowPipeline
+from .processing_flow import PerceiverIOFlowProcessor
 
 __version__ = "0.1.0"
 
@@ -27,6 +31,9 @@ def _register() -> None:
     AutoConfig.register(PerceiverIOConfig.model_type, PerceiverIOConfig, exist_ok=True)
     AutoModel.register(PerceiverIOConfig, PerceiverIOModel, exist_ok=True)
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
+    )
 
 
 _register()
@@ -37,6 +44,9 @@ __all__ = [
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
     "PerceiverIOForImageClassification",
+    "OpticalFlowPipeline",
+    "PerceiverIOFlowProcessor",
+    "PerceiverIOForOpticalFlow",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOPreTrainedModel",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from ..configuration import PerceiverIOConfig
 from .base import ArrayInputAdapter, InputAdapter
+from .flow import FlowInputAdapter
 from .image import ConvStem, ImageInputAdapter
+from .patches import space_to_depth
 
 INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "array": ArrayInputAdapter,
     "image": ImageInputAdapter,
+    "flow": FlowInputAdapter,
 }
 
 
@@ -21,4 +24,13 @@ def build_input_adapter(config: PerceiverIOConfig) -> InputAdapter:
     return INPUT_ADAPTERS[kind].from_config(config, **spec)
 
 
-__all__ = ["INPUT_ADAPTERS", "ArrayInputAdapter", "ConvStem", "ImageInputAdapter", "InputAdapter", "build_input_adapter"]
+__all__ = [
+    "INPUT_ADAPTERS",
+    "ArrayInputAdapter",
+    "ConvStem",
+    "FlowInputAdapter",
+    "ImageInputAdapter",
+    "InputAdapter",
+    "build_input_adapter",
+    "space_to_depth",
+]

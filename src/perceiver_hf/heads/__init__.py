@@ -1,5 +1,9 @@
 """Task heads: `PreTrainedModel`s that wire adapters, the latent core and output queries to a task."""
 
 from .image_classification import PerceiverIOForImageClassification
+from .optical_flow import PerceiverIOForOpticalFlow
 
-__all__ = ["PerceiverIOForImageClassification"]
+__all__ = [
+    "PerceiverIOForImageClassification",
+    "PerceiverIOForOpticalFlow",
+]
