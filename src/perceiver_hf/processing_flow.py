@@ -31,7 +31,7 @@ def _frame_to_tensor(frame, index: int) -> torch.Tensor:
             raise ValueError(f"Frame {index} is an RGBA image (4 channels); expected RGB. Use `image.convert('RGB')`.")
         frame = np.asarray(frame.convert("RGB"))
     if isinstance(frame, np.ndarray):
-        frame = torch.from_numpy(np.ascontiguousarray(frame))
+        frame = torch.from_numpy(np.require(frame, requirements=["C", "W"]))  # a copy only when read-only or strided
     if not isinstance(frame, torch.Tensor):
         raise ValueError(
             f"Frame {index} is a {type(frame).__name__}; expected a PIL image or an (height, width, 3) array."
@@ -66,6 +66,8 @@ def tile_grid(size: Sequence[int], tile_size: Sequence[int], min_overlap: int = 
     Tiles start every `tile - min_overlap` pixels and the last one is moved flush with the border, as the colab's
     `compute_grid_indices` does; that can list a corner twice (always for a frame exactly the tile size), which
     doubles its weight in the blend. The counts keep that weighting while each distinct tile runs once.
+    Where the colab's next-to-last tile would reach past the border (sizes just above a multiple of the stride,
+    e.g. widths of 953 to 971 pixels, on which the colab fails), it is moved flush with the border too.
     """
     height, width = size
     tile_height, tile_width = tile_size
@@ -75,7 +77,8 @@ def tile_grid(size: Sequence[int], tile_size: Sequence[int], min_overlap: int = 
         raise ValueError(f"A {height}x{width} frame is smaller than the {tile_height}x{tile_width} tiles; pad it first.")
     ys = list(range(0, height, tile_height - min_overlap))
     xs = list(range(0, width, tile_width - min_overlap))
-    ys[-1], xs[-1] = height - tile_height, width - tile_width
+    ys = [min(y, height - tile_height) for y in ys[:-1]] + [height - tile_height]
+    xs = [min(x, width - tile_width) for x in xs[:-1]] + [width - tile_width]
     return Counter((y, x) for y in ys for x in xs)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import Pipeline
+from transformers.image_utils import load_image
 from transformers.utils import cached_file
 
 from ..flow_visualization import flow_to_image
@@ -44,7 +45,7 @@ class OpticalFlowPipeline(Pipeline):
     from transformers import pipeline
 
     flow = pipeline("optical-flow", model="path/to/optical-flow-perceiver")
-    result = flow([frame_1, frame_2])  # PIL images or (height, width, 3) arrays, any size
+    result = flow([frame_1, frame_2])  # PIL images, (height, width, 3) arrays or file paths/URLs, any size
     result["flow"]         # (height, width, 2) float32 array: (dx, dy) in pixels, frame 1 -> frame 2
     result["flow_image"]   # PIL image, the flow in the standard flow colour wheel
     ```
@@ -89,6 +90,8 @@ class OpticalFlowPipeline(Pipeline):
         return {}, forward_params, postprocess_params
 
     def preprocess(self, frames) -> dict[str, torch.Tensor]:
+        if isinstance(frames, (list, tuple)):  # file paths and URLs, as transformers' image pipelines take them
+            frames = [load_image(frame) if isinstance(frame, str) else frame for frame in frames]
         return {"frames": self.image_processor.normalize_pair(frames)}
 
     def _forward(
