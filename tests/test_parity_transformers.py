@@ -162,3 +162,12 @@ def test_bare_encoder_loads_a_transformers_classifier_checkpoint(tmp_path):
         latents = encoder(pixel_values=pixel_values).last_hidden_state
         expected = reference.perceiver(inputs=pixel_values).last_hidden_state
     assert_parity(latents, expected)
+
+
+def test_interpolated_positions_match_transformers(tmp_path):
+    reference = save_transformers_model("learned", tmp_path, image_size=16, **SMALL)
+    pixel_values = torch.randn(2, 3, 24, 20)
+    model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
+    with torch.no_grad():
+        expected = reference(inputs=pixel_values, interpolate_pos_encoding=True).logits
+        assert_parity(model(pixel_values=pixel_values, interpolate_pos_encoding=True).logits, expected)

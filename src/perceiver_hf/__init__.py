@@ -13,6 +13,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
 from .heads import PerceiverIOForImageClassification
+from .heads import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
 from .heads import PerceiverIOForOpticalFlow
 from .input_array import InputArray
 from .modeling import (
@@ -21,8 +22,10 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
-from .pipelines import OpticalFlowPipeline
+from .pipelines.optical_flow import OpticalFlowPipeline
+from .pipelines.video_autoencoding import VideoAutoencodingPipeline
 from .processing_flow import PerceiverIOFlowProcessor
+from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
 
@@ -34,6 +37,12 @@ def _register() -> None:
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
     )
+    PIPELINE_REGISTRY.register_pipeline(
+        "video-autoencoding",
+        pipeline_class=VideoAutoencodingPipeline,
+        pt_model=PerceiverIOForMultimodalAutoencoding,
+        type="multimodal",
+    )
 
 
 _register()
@@ -43,11 +52,15 @@ __all__ = [
     "InputArray",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
-    "PerceiverIOForImageClassification",
     "OpticalFlowPipeline",
     "PerceiverIOFlowProcessor",
+    "PerceiverIOForImageClassification",
+    "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOVideoAutoencodingProcessor",
+    "VideoAutoencodingPipeline",
 ]

@@ -119,7 +119,10 @@ class PerceiverIOAttention(nn.Module):
     def _folding_active(self) -> bool:
         # Folding assumes each attention row sums to one; dropout on the weights breaks that in training.
         dropout_active = self.training and self.config.attention_probs_dropout_prob > 0
-        return self.fold_kv_projections and self.is_cross_attention and not dropout_active
+        # It also reads the key/value weights outside their modules' forward, where Accelerate's offloading
+        # hooks leave them on the meta device: offloaded layers take the projected path.
+        offloaded = self.key.weight.device.type == "meta"
+        return self.fold_kv_projections and self.is_cross_attention and not dropout_active and not offloaded
 
     def key_values(self, inputs: InputArray | torch.Tensor, absorb_query_output: bool = False) -> KeyValues:
         """Normalise and project the key/value inputs, reading an `InputArray` a block of rows at a time.
@@ -261,6 +264,10 @@ class PerceiverIOAttention(nn.Module):
             value_offset = nn.functional.linear(self.kv_norm.bias, self.value.weight, self.value.bias)
             attn_output = torch.einsum("bnhc,hdc->bnhd", attn_output, value_weight)
             attn_output = attn_output + value_offset.view(self.num_heads, self.v_head_dim)
+            # The key bias shifts every score of a query row equally: it cancels in the softmax and its gradient
+            # is exactly zero. Keep it in the graph with that zero gradient, as the unfolded computation has it,
+            # so that DDP (which expects a gradient for every parameter) and weight decay treat it alike.
+            attn_output = attn_output + 0.0 * self.key.bias.sum()
         attn_output = attn_output.reshape(batch_size, num_queries, self.v_channels)
 
         if attention_mask is not None:

@@ -144,6 +144,80 @@ def flow_output_config(
     }
 
 
+def multimodal_autoencoding_components(
+    num_frames: int = 16,
+    image_size=_IMAGENET_SIZE,
+    audio_samples_per_frame: int = 1920,
+    samples_per_patch: int = 16,
+    num_labels: int = 700,
+    spatial_patch_size: int = 4,
+    image_num_bands: int = 32,
+    audio_num_bands: int = 192,
+    label_query_channels: int = 1024,
+    decoder_output_channels: int = 512,
+    decoder_chunk_size: int = 8192,
+    loss_weights: dict[str, float] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """`input_adapter`, `decoder` and `output_adapter` of DeepMind's video+audio+label autoencoder.
+
+    Inputs: audio patches with 1-D Fourier positions, video patches with 3-D Fourier positions of the patch grid,
+    and an always-masked one-hot label, padded to a common width (min. 4 learned channels). Decoder queries: one
+    per audio patch and one per pixel (Fourier positions, as DeepMind places subsampled queries), and one learned
+    label query, padded to a common width (min. 2). Outputs: samples per patch, RGB per pixel, class logits.
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    num_samples = num_frames * audio_samples_per_frame
+    patch_grid = (num_frames, height // spatial_patch_size, width // spatial_patch_size)
+    image_positions = fourier_position_encoding(image_num_bands, patch_grid)
+    audio_positions = fourier_position_encoding(audio_num_bands, (num_samples,))
+    return {
+        "input_adapter": {
+            "type": "multimodal",
+            "min_padding_size": 4,
+            "mask_probs": {"audio": 0.0, "image": 0.0, "label": 1.0},
+            "modalities": {
+                "audio": {"type": "audio", "samples_per_patch": samples_per_patch, "position_encoding": audio_positions},
+                "image": {
+                    "type": "video_patches",
+                    "in_channels": 3,
+                    "spatial_patch_size": spatial_patch_size,
+                    "temporal_patch_size": 1,
+                    "position_encoding": image_positions,
+                },
+                "label": {"type": "one_hot", "num_classes": num_labels},
+            },
+        },
+        "decoder": {
+            "query": {
+                "type": "multimodal",
+                "min_padding_size": 2,
+                "modalities": {
+                    "audio": {
+                        "type": "fourier",
+                        "index_dims": [num_samples // samples_per_patch],
+                        "position_encoding": audio_positions,
+                    },
+                    "image": {"type": "fourier", "index_dims": [num_frames, height, width], "position_encoding": image_positions},
+                    "label": {"type": "trainable", "num_queries": 1, "num_channels": label_query_channels},
+                },
+            },
+            "num_heads": 1,
+            "use_query_residual": False,
+            "final_project": True,
+            "output_channels": decoder_output_channels,
+            "chunk_size": decoder_chunk_size,
+        },
+        "output_adapter": {
+            "modalities": {
+                "audio": {"type": "audio", "samples_per_patch": samples_per_patch},
+                "image": {"type": "pixels", "num_channels": 3},
+                "label": {"type": "classification", "num_classes": num_labels},
+            },
+            "loss_weights": dict(loss_weights or {"audio": 1.0, "image": 1.0, "label": 1.0}),
+        },
+    }
+
+
 class PerceiverIOConfig(PreTrainedConfig):
     r"""
     Configuration of a Perceiver IO model (arXiv 2107.14795).
@@ -290,6 +364,51 @@ class PerceiverIOConfig(PreTrainedConfig):
             output_adapter=flow_output_config(train_size),
         )
 
+    @classmethod
+    def for_multimodal_autoencoding(
+        cls,
+        num_frames: int = 16,
+        image_size=_IMAGENET_SIZE,
+        audio_samples_per_frame: int = 1920,
+        samples_per_patch: int = 16,
+        num_labels: int | None = None,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """DeepMind's Kinetics-700 video+audio+label autoencoder, full size by default (16 frames of 224x224,
+        30,720 audio samples, 700 classes or as many as `id2label` names). `overrides` replace core fields or
+        `multimodal_autoencoding_components` options."""
+        if num_labels is None:
+            num_labels = len(overrides["id2label"]) if overrides.get("id2label") else 700
+        component_options = {
+            key: overrides.pop(key)
+            for key in (
+                "spatial_patch_size",
+                "image_num_bands",
+                "audio_num_bands",
+                "label_query_channels",
+                "decoder_output_channels",
+                "decoder_chunk_size",
+                "loss_weights",
+            )
+            if key in overrides
+        }
+        core = {
+            "num_latents": 784,
+            "d_latents": 512,
+            "d_model": 704,
+            "num_blocks": 1,
+            "num_self_attends_per_block": 8,
+            "num_self_attention_heads": 8,
+            "num_cross_attention_heads": 1,
+            "hidden_act": DEEPMIND_GELU,
+        }
+        core.update(overrides)
+        components = multimodal_autoencoding_components(
+            num_frames, image_size, audio_samples_per_frame, samples_per_patch, num_labels, **component_options
+        )
+        labels = {} if core.get("id2label") else {"num_labels": num_labels}
+        return cls(**core, **components, **labels, architectures=["PerceiverIOForMultimodalAutoencoding"])
+
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         for key in ("input_adapter", "decoder", "output_adapter"):
@@ -307,5 +426,6 @@ __all__ = [
     "flow_output_config",
     "fourier_position_encoding",
     "image_adapter_config",
+    "multimodal_autoencoding_components",
     "trainable_position_encoding",
 ]

@@ -24,6 +24,7 @@ from .configuration import (
     flow_decoder_config,
     flow_output_config,
     fourier_position_encoding,
+    multimodal_autoencoding_components,
     trainable_position_encoding,
 )
 
@@ -102,12 +103,37 @@ def _optical_flow_config(source: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _multimodal_autoencoding_config(source: dict[str, Any]) -> dict[str, Any]:
+    config = _core_config(source)
+    output_shape = source.get("output_shape", [1, 16, 224, 224])
+    image_size = source.get("image_size", 56)
+    num_frames = source.get("num_frames", 16)
+    components = multimodal_autoencoding_components(
+        num_frames=num_frames,
+        image_size=tuple(output_shape[2:4]),
+        audio_samples_per_frame=source.get("audio_samples_per_frame", 1920),
+        samples_per_patch=source.get("samples_per_patch", 16),
+        num_labels=len(source["id2label"]) if source.get("id2label") else source.get("num_labels", 700),
+        label_query_channels=source.get("_label_trainable_num_channels", 1024),
+        decoder_output_channels=source.get("output_num_channels", 512),
+    )
+    # transformers' Fourier encodings of the video use max_resolution (num_frames, image_size, image_size), set
+    # apart from the output size; its decoder's image grid is output_shape[1:] (batch dim first).
+    image_positions = fourier_position_encoding(32, (num_frames, image_size, image_size))
+    components["input_adapter"]["modalities"]["image"]["position_encoding"] = image_positions
+    image_queries = components["decoder"]["query"]["modalities"]["image"]
+    image_queries.update(index_dims=list(output_shape[1:4]), position_encoding=image_positions)
+    config.update(components)
+    return config
+
+
 # transformers architecture -> (our head class name, config converter).
 ARCHITECTURES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "PerceiverForImageClassificationLearned": ("PerceiverIOForImageClassification", _image_classification_config("learned")),
     "PerceiverForImageClassificationFourier": ("PerceiverIOForImageClassification", _image_classification_config("fourier")),
     "PerceiverForImageClassificationConvProcessing": ("PerceiverIOForImageClassification", _image_classification_config("conv")),
     "PerceiverForOpticalFlow": ("PerceiverIOForOpticalFlow", _optical_flow_config),
+    "PerceiverForMultimodalAutoencoding": ("PerceiverIOForMultimodalAutoencoding", _multimodal_autoencoding_config),
 }
 
 # Ordered renames, applied one after the other to every transformers parameter name.
@@ -134,6 +160,15 @@ STATE_DICT_RENAMES: list[tuple[str, str]] = [
     (r"^perceiver\.decoder\.decoder\.output_position_encodings\.position_embeddings$", "decoder.queries.queries"),
     (r"^perceiver\.decoder\.decoder\.decoding_cross_attention\.", "decoder.cross_attention."),
     (r"^perceiver\.decoder\.decoder\.final_layer\.", "decoder.output_projection."),
+    # Multimodal autoencoding: per-modality paddings, mask tokens, label query and output adapters.
+    (r"^perceiver\.input_preprocessor\.padding\.(\w+)$", r"perceiver.input_adapter.padding.\1.position_embeddings"),
+    (r"^perceiver\.input_preprocessor\.mask\.(\w+)$", r"perceiver.input_adapter.mask_tokens.\1.position_embeddings"),
+    (r"^perceiver\.decoder\.padding\.(\w+)$", r"decoder.queries.padding.\1.position_embeddings"),
+    (
+        r"^perceiver\.decoder\.modalities\.(\w+)\.decoder\.output_position_encodings\.position_embeddings$",
+        r"decoder.queries.modalities.\1.queries",
+    ),
+    (r"^perceiver\.output_postprocessor\.modalities\.(\w+)\.classifier\.", r"output_adapters.\1.linear."),
     *_LAYER_RENAMES,
 ]
 

@@ -161,6 +161,14 @@ class PerceiverIOEncoder(nn.Module):
         )
 
 
+def _concatenate_blocks(blocks: list) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Concatenate decoded blocks along the query axis: tensors, or dicts of tensors key by key."""
+    if isinstance(blocks[0], dict):
+        keys = dict.fromkeys(key for block in blocks for key in block)
+        return {key: _concatenate_blocks([block[key] for block in blocks if key in block]) for key in keys}
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+
+
 class PerceiverIODecoder(nn.Module):
     """Output queries cross-attend to the latents; an optional linear layer projects the result.
 
@@ -207,11 +215,17 @@ class PerceiverIODecoder(nn.Module):
         query_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         chunk_size: int | None = None,
-        postprocess: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        postprocess: Callable[[torch.Tensor, int, int], torch.Tensor | dict[str, torch.Tensor]] | None = None,
+        subsampled_points=None,
+    ) -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor | None]:
         """Decode every query; `postprocess(outputs, start, end)` runs on each block before concatenation,
-        so per-query outputs can shrink (e.g. to pixels) before the next block is decoded."""
-        num_queries = self.queries.num_queries(inputs)
+        so per-query outputs can shrink (e.g. to pixels) before the next block is decoded. It may return a dict
+        of tensors (e.g. one per modality); blocks are then concatenated key by key.
+
+        `subsampled_points` (transformers' `subsampled_output_points`) selects the queries to decode, for
+        query providers that support it."""
+        query_kwargs = {} if subsampled_points is None else {"subsampled_points": subsampled_points}
+        num_queries = self.queries.num_queries(inputs, **query_kwargs)
         chunk_size = chunk_size or self.chunk_size or num_queries
         # The latents' keys and values serve every block of queries: compute them once, with the query and output
         # projections absorbed when there are enough queries for that to pay off.
@@ -229,7 +243,7 @@ class PerceiverIODecoder(nn.Module):
         outputs, weights = [], []
         for start in range(0, num_queries, chunk_size):
             end = min(start + chunk_size, num_queries)
-            queries = self.queries(inputs, start, end)
+            queries = self.queries(inputs, start, end, **query_kwargs)
             mask = None if query_mask is None else query_mask[:, start:end].to(torch.bool)[:, None, :, None]
             output, attn_weights = self.cross_attention(
                 queries, key_values=key_values, attention_mask=mask, output_attentions=output_attentions
@@ -238,7 +252,7 @@ class PerceiverIODecoder(nn.Module):
                 output = self.output_projection(output)
             outputs.append(output if postprocess is None else postprocess(output, start, end))
             weights.append(attn_weights)
-        output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        output = _concatenate_blocks(outputs)
         if not output_attentions:
             return output, None
         return output, weights[0] if len(weights) == 1 else torch.cat(weights, dim=2)
@@ -251,7 +265,8 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
     main_input_name = "inputs"
     input_modalities = ("image", "text", "video", "audio")
     supports_gradient_checkpointing = True
-    _no_split_modules = ["PerceiverIOLayer"]
+    # Accelerate keeps each on one device: a layer's residuals and a decoder's once-per-call key/values.
+    _no_split_modules = ["PerceiverIOLayer", "PerceiverIODecoder"]
     _supports_sdpa = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True

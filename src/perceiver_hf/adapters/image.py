@@ -26,6 +26,20 @@ def _tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+class ChannelsLastConv1x1(nn.Conv2d):
+    """A 1x1 convolution applied to channels-last features, i.e. a linear map over channels.
+
+    It keeps `nn.Conv2d`'s parameter shapes (so transformers' `convnet_1x1` weights load unchanged) but
+    avoids the layout copies of a channels-first convolution on 50,176-pixel images.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(features, self.weight.flatten(1), self.bias)
+
+
 class ConvStem(nn.Module):
     """DeepMind's `Conv2DDownsample`: downsamples 4x with a strided conv and a strided max-pool.
 
@@ -103,7 +117,7 @@ class ImageInputAdapter(InputAdapter):
         self.concat_or_add_pos = concat_or_add_pos
 
         if prep_type == "conv1x1":
-            self.conv1x1 = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+            self.conv1x1 = ChannelsLastConv1x1(in_channels, out_channels)
         elif prep_type == "conv":
             self.conv_stem = ConvStem(in_channels, out_channels, conv_padding, conv_use_batchnorm)
         self.content_channels = in_channels if prep_type == "pixels" else out_channels
@@ -181,12 +195,11 @@ class ImageInputAdapter(InputAdapter):
         else:
             step = self.spatial_downsample
             features = pixel_values[:, :, ::step, ::step].permute(0, 2, 3, 1)
-            if self.prep_type == "conv1x1":
-                # A 1x1 convolution is a linear map on channels-last pixels; this avoids a layout copy.
-                weight = self.conv1x1.weight.reshape(self.conv1x1.out_channels, self.in_channels)
-                features = nn.functional.linear(features, weight, self.conv1x1.bias)
         batch_size, height, width, channels = features.shape
         content = features.reshape(batch_size, height * width, channels)
+        # The 1x1 convolution runs on each block of rows as the encoder reads it: at 224x224 its 256-channel
+        # output would be the largest tensor of the input side.
+        projection = self.conv1x1 if self.prep_type == "conv1x1" else None
 
         if isinstance(self.position_encoding, FourierPositionEncoding):
             positions = self.position_encoding((height, width), device=content.device, dtype=content.dtype)
@@ -195,5 +208,9 @@ class ImageInputAdapter(InputAdapter):
         if self.position_projection is not None:
             positions = self.position_projection(positions)
         return InputArray(
-            content, positions[None].to(content.dtype), combine=self.concat_or_add_pos, attention_mask=attention_mask
+            content,
+            positions[None].to(content.dtype),
+            combine=self.concat_or_add_pos,
+            attention_mask=attention_mask,
+            content_projection=projection,
         )

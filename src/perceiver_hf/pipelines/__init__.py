@@ -1,5 +1,1 @@
-"""Custom transformers pipelines, registered by `import perceiver_hf`."""
-
-from .optical_flow import OpticalFlowPipeline
-
-__all__ = ["OpticalFlowPipeline"]
+"""Custom pipeline tasks, registered with transformers by `import perceiver_hf`."""
