@@ -130,7 +130,7 @@ TASKS = [
         build_config=build_config,
         convert=convert,
         write_processor=write_processor,
-        model_card="optical-flow.md",
+        model_card="optical_flow.md",
         summary="Optical flow between two frames (AutoFlow, 368x496), Fourier positions on 3x3 patches",
     )
 ]
