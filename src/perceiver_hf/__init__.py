@@ -8,14 +8,19 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
 from .heads import (
     PerceiverIOForImageClassification,
+    PerceiverIOForMaskedLM,
     PerceiverIOForMultimodalAutoencoding,
     PerceiverIOForOpticalFlow,
+    PerceiverIOForSequenceClassification,
+    PerceiverIOMaskedLMOutput,
     PerceiverIOMultimodalAutoencodingOutput,
 )
 from .input_array import InputArray
@@ -36,6 +41,8 @@ def _register() -> None:
     AutoConfig.register(PerceiverIOConfig.model_type, PerceiverIOConfig, exist_ok=True)
     AutoModel.register(PerceiverIOConfig, PerceiverIOModel, exist_ok=True)
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
+    AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
+    AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
     )
@@ -57,8 +64,11 @@ __all__ = [
     "PerceiverIOConfig",
     "PerceiverIOFlowProcessor",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMaskedLM",
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
+    "PerceiverIOForSequenceClassification",
+    "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOMultimodalAutoencodingOutput",

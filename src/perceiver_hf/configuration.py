@@ -218,6 +218,55 @@ def flow_output_config(
     }
 
 
+def text_adapter_config(vocab_size: int = 262, max_position_embeddings: int = 2048) -> dict[str, Any]:
+    """Input adapter of the byte-level language models: token embeddings plus learned positions, added."""
+    return {"type": "text", "vocab_size": int(vocab_size), "max_position_embeddings": int(max_position_embeddings)}
+
+
+def masked_lm_decoder_config(
+    d_model: int,
+    max_position_embeddings: int,
+    num_heads: int = 8,
+    qk_channels: int = 256,
+    mask_padded_queries: bool = True,
+) -> dict[str, Any]:
+    """One learned query per byte position cross-attends to the latents, keeping `d_model` channels for the
+    logits tied to the byte embeddings. Only as many queries as the input has positions are decoded.
+
+    `mask_padded_queries`: DeepMind's colab passes the input mask as the decoder's query mask, so padded
+    positions get a zero attention output (their logits are then the same for every padded position);
+    transformers' `PerceiverForMaskedLM` ignores the query mask. Real positions are identical either way.
+    """
+    return {
+        "query": {
+            "type": "trainable",
+            "num_queries": int(max_position_embeddings),
+            "num_channels": int(d_model),
+            "match_input_length": True,
+        },
+        "num_heads": num_heads,
+        "qk_channels": qk_channels,
+        "v_channels": int(d_model),
+        "use_query_residual": False,
+        "final_project": False,
+        "mask_padded_queries": mask_padded_queries,
+    }
+
+
+# DeepMind's `language_perceiver_io_bytes` encoder (transformers' `deepmind/language-perceiver`).
+_LANGUAGE_CORE = {
+    "num_latents": 256,
+    "d_latents": 1280,
+    "d_model": 768,
+    "num_blocks": 1,
+    "num_self_attends_per_block": 26,
+    "num_self_attention_heads": 8,
+    "num_cross_attention_heads": 8,
+    "qk_channels": 256,
+    "hidden_act": DEEPMIND_GELU,
+}
+
+
 class PerceiverIOConfig(PreTrainedConfig):
     r"""
     Configuration of a Perceiver IO model (arXiv 2107.14795).
@@ -409,6 +458,47 @@ class PerceiverIOConfig(PreTrainedConfig):
             output_adapter=flow_output_config(train_size),
         )
 
+    @classmethod
+    def for_masked_lm(
+        cls,
+        vocab_size: int = 262,
+        max_position_embeddings: int = 2048,
+        decoder_num_heads: int = 8,
+        decoder_qk_channels: int = 256,
+        mask_padded_queries: bool = True,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """DeepMind's byte-level masked language model, full size by default (201M parameters).
+
+        `overrides` replace core fields (e.g. `d_model=64, d_latents=128, num_self_attends_per_block=2`); value
+        channels default to `d_latents` as in DeepMind's model. See `masked_lm_decoder_config` for the rest.
+        """
+        core = {**_LANGUAGE_CORE, **overrides}
+        core.setdefault("v_channels", core["d_latents"])
+        decoder = masked_lm_decoder_config(
+            core["d_model"], max_position_embeddings, decoder_num_heads, decoder_qk_channels, mask_padded_queries
+        )
+        return cls(**core, input_adapter=text_adapter_config(vocab_size, max_position_embeddings), decoder=decoder)
+
+    @classmethod
+    def for_sequence_classification(
+        cls,
+        num_labels: int = 2,
+        vocab_size: int = 262,
+        max_position_embeddings: int = 2048,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """The language model's encoder with one learned query decoding `num_labels` logits (with a query
+        residual, as transformers' `PerceiverForSequenceClassification`). `overrides` replace core fields."""
+        core = {**_LANGUAGE_CORE, **overrides}
+        core.setdefault("v_channels", core["d_latents"])
+        return cls(
+            **core,
+            input_adapter=text_adapter_config(vocab_size, max_position_embeddings),
+            decoder=classification_decoder_config(core["d_latents"], use_query_residual=True),
+            num_labels=num_labels,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         for key in ("input_adapter", "decoder", "output_adapter"):
@@ -426,6 +516,8 @@ __all__ = [
     "flow_output_config",
     "fourier_position_encoding",
     "image_adapter_config",
+    "masked_lm_decoder_config",
     "multimodal_autoencoding_components",
+    "text_adapter_config",
     "trainable_position_encoding",
 ]
