@@ -12,8 +12,12 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
-from .heads import PerceiverIOForImageClassification
-from .heads import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
+from .heads import (
+    PerceiverIOForImageClassification,
+    PerceiverIOForMultimodalAutoencoding,
+    PerceiverIOForOpticalFlow,
+    PerceiverIOMultimodalAutoencodingOutput,
+)
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -21,7 +25,8 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
-from .pipelines.video_autoencoding import VideoAutoencodingPipeline
+from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
+from .processing_flow import PerceiverIOFlowProcessor
 from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
@@ -31,6 +36,9 @@ def _register() -> None:
     AutoConfig.register(PerceiverIOConfig.model_type, PerceiverIOConfig, exist_ok=True)
     AutoModel.register(PerceiverIOConfig, PerceiverIOModel, exist_ok=True)
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
+    )
     PIPELINE_REGISTRY.register_pipeline(
         "video-autoencoding",
         pipeline_class=VideoAutoencodingPipeline,
@@ -44,13 +52,16 @@ _register()
 __all__ = [
     "DEEPMIND_GELU",
     "InputArray",
+    "OpticalFlowPipeline",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
+    "PerceiverIOFlowProcessor",
     "PerceiverIOForImageClassification",
     "PerceiverIOForMultimodalAutoencoding",
-    "PerceiverIOMultimodalAutoencodingOutput",
+    "PerceiverIOForOpticalFlow",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
     "PerceiverIOVideoAutoencodingProcessor",
     "VideoAutoencodingPipeline",

@@ -20,6 +20,9 @@ from safetensors.torch import load_file, save_file
 from .configuration import (
     PerceiverIOConfig,
     classification_decoder_config,
+    flow_adapter_config,
+    flow_decoder_config,
+    flow_output_config,
     fourier_position_encoding,
     multimodal_autoencoding_components,
     trainable_position_encoding,
@@ -115,12 +118,22 @@ def _multimodal_autoencoding_config(source: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _optical_flow_config(source: dict[str, Any]) -> dict[str, Any]:
+    # transformers hard-codes the flow model's I/O: 64 patch channels and 64 Fourier bands at `train_size`.
+    config = _core_config(source)
+    train_size = source.get("train_size", [368, 496])
+    adapter = flow_adapter_config(train_size)
+    config.update(input_adapter=adapter, decoder=flow_decoder_config(adapter), output_adapter=flow_output_config(train_size))
+    return config
+
+
 # transformers architecture -> (our head class name, config converter).
 ARCHITECTURES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "PerceiverForImageClassificationLearned": ("PerceiverIOForImageClassification", _image_classification_config("learned")),
     "PerceiverForImageClassificationFourier": ("PerceiverIOForImageClassification", _image_classification_config("fourier")),
     "PerceiverForImageClassificationConvProcessing": ("PerceiverIOForImageClassification", _image_classification_config("conv")),
     "PerceiverForMultimodalAutoencoding": ("PerceiverIOForMultimodalAutoencoding", _multimodal_autoencoding_config),
+    "PerceiverForOpticalFlow": ("PerceiverIOForOpticalFlow", _optical_flow_config),
 }
 
 # Ordered renames, applied one after the other to every transformers parameter name.
@@ -143,6 +156,7 @@ STATE_DICT_RENAMES: list[tuple[str, str]] = [
         "perceiver.input_adapter.position_encoding.position_embeddings",
     ),
     (r"^perceiver\.input_preprocessor\.positions_projection\.", "perceiver.input_adapter.position_projection."),
+    (r"^perceiver\.input_preprocessor\.conv_after_patches\.", "perceiver.input_adapter.patch_projection."),
     (r"^perceiver\.decoder\.decoder\.output_position_encodings\.position_embeddings$", "decoder.queries.queries"),
     (r"^perceiver\.decoder\.decoder\.decoding_cross_attention\.", "decoder.cross_attention."),
     (r"^perceiver\.decoder\.decoder\.final_layer\.", "decoder.output_projection."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..configuration import PerceiverIOConfig
 from .audio import AudioInputAdapter
 from .base import ArrayInputAdapter, InputAdapter
+from .flow import FlowInputAdapter
 from .image import ConvStem, ImageInputAdapter
 from .multimodal import MultimodalInputAdapter, OneHotInputAdapter
 from .patches import space_to_depth
@@ -14,6 +15,7 @@ INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "array": ArrayInputAdapter,
     "image": ImageInputAdapter,
     "audio": AudioInputAdapter,
+    "flow": FlowInputAdapter,
     "multimodal": MultimodalInputAdapter,
     "one_hot": OneHotInputAdapter,
     "video_patches": VideoPatchesInputAdapter,
@@ -34,6 +36,7 @@ __all__ = [
     "ArrayInputAdapter",
     "AudioInputAdapter",
     "ConvStem",
+    "FlowInputAdapter",
     "ImageInputAdapter",
     "InputAdapter",
     "MultimodalInputAdapter",

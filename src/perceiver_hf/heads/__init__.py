@@ -2,9 +2,11 @@
 
 from .image_classification import PerceiverIOForImageClassification
 from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
+from .optical_flow import PerceiverIOForOpticalFlow
 
 __all__ = [
     "PerceiverIOForImageClassification",
     "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOForOpticalFlow",
     "PerceiverIOMultimodalAutoencodingOutput",
 ]
