@@ -8,13 +8,21 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
-from .heads import PerceiverIOForImageClassification
-from .heads import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
-from .heads import PerceiverIOForOpticalFlow
+from .heads import (
+    PerceiverIOForImageClassification,
+    PerceiverIOForMaskedLM,
+    PerceiverIOForMultimodalAutoencoding,
+    PerceiverIOForOpticalFlow,
+    PerceiverIOForSequenceClassification,
+    PerceiverIOMaskedLMOutput,
+    PerceiverIOMultimodalAutoencodingOutput,
+)
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -22,8 +30,7 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
-from .pipelines.optical_flow import OpticalFlowPipeline
-from .pipelines.video_autoencoding import VideoAutoencodingPipeline
+from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
 from .processing_flow import PerceiverIOFlowProcessor
 from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
@@ -34,6 +41,8 @@ def _register() -> None:
     AutoConfig.register(PerceiverIOConfig.model_type, PerceiverIOConfig, exist_ok=True)
     AutoModel.register(PerceiverIOConfig, PerceiverIOModel, exist_ok=True)
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
+    AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
+    AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
     )
@@ -50,16 +59,19 @@ _register()
 __all__ = [
     "DEEPMIND_GELU",
     "InputArray",
+    "OpticalFlowPipeline",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
-    "OpticalFlowPipeline",
     "PerceiverIOFlowProcessor",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMaskedLM",
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
-    "PerceiverIOMultimodalAutoencodingOutput",
+    "PerceiverIOForSequenceClassification",
+    "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
     "PerceiverIOVideoAutoencodingProcessor",
     "VideoAutoencodingPipeline",

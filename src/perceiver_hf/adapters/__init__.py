@@ -9,15 +9,17 @@ from .flow import FlowInputAdapter
 from .image import ConvStem, ImageInputAdapter
 from .multimodal import MultimodalInputAdapter, OneHotInputAdapter
 from .patches import space_to_depth
+from .text import TextInputAdapter
 from .video import VideoPatchesInputAdapter
 
 INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "array": ArrayInputAdapter,
     "image": ImageInputAdapter,
-    "flow": FlowInputAdapter,
     "audio": AudioInputAdapter,
+    "flow": FlowInputAdapter,
     "multimodal": MultimodalInputAdapter,
     "one_hot": OneHotInputAdapter,
+    "text": TextInputAdapter,
     "video_patches": VideoPatchesInputAdapter,
 }
 
@@ -41,6 +43,7 @@ __all__ = [
     "InputAdapter",
     "MultimodalInputAdapter",
     "OneHotInputAdapter",
+    "TextInputAdapter",
     "VideoPatchesInputAdapter",
     "build_input_adapter",
     "space_to_depth",
