@@ -189,7 +189,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     plain = {name: p.grad for name, p in model.named_parameters()}
     assert sum(grad is not None and grad.abs().sum() > 0 for grad in plain.values()) >= len(plain) - 1
     model.zero_grad(set_to_none=True)
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     model(inputs=inputs, labels=labels).loss.backward()
     for name, p in model.named_parameters():
         if plain[name] is None:
