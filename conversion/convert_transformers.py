@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 import perceiver_hf  # noqa: F401  (registers the Auto classes)
-from perceiver_hf.adapters import ImageInputAdapter
-from perceiver_hf.adapters.text import TextInputAdapter
+from perceiver_hf.adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
 from perceiver_hf.from_transformers import ARCHITECTURES, read_config_dict, source_architecture
+from perceiver_hf.processing_flow import PerceiverIOFlowProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from output_folder import check_output_folder, staged_output_folder  # noqa: E402
@@ -43,6 +43,10 @@ def example_inputs(model) -> dict[str, torch.Tensor]:
         height, width = getattr(adapter.position_encoding, "index_dims", (64, 64))
         step = adapter.spatial_downsample
         return {"inputs": torch.randn(1, adapter.in_channels, height * step, width * step)}
+    if isinstance(adapter, FlowInputAdapter):
+        # transformers reshapes its flow to the training size, so only inputs of that size run through it.
+        height, width = model.config.output_adapter["train_size"]
+        return {"inputs": torch.randn(1, adapter.num_frames, adapter.in_channels, height, width)}
     if isinstance(adapter, TextInputAdapter):
         # Two byte strings, the second one padded, so that the attention mask is checked as well.
         length = min(48, adapter.max_position_embeddings)
@@ -89,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                 source_file = Path(args.source) / name
                 if source_file.is_file():
                     shutil.copy(source_file, staging / name)
+            if isinstance(model.perceiver.input_adapter, FlowInputAdapter):
+                # transformers has no processor for flow inputs; ours makes frame pairs into them.
+                train_size = model.config.output_adapter["train_size"]
+                processor = PerceiverIOFlowProcessor(tile_size=train_size, min_overlap=min(20, min(train_size) // 2))
+                processor.save_pretrained(staging)
             reloaded = head.from_pretrained(staging).eval()
             with torch.no_grad():
                 ours = reloaded(**inputs).logits

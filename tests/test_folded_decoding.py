@@ -7,7 +7,7 @@ import torch
 from conftest import assert_parity, perturb_
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForMultimodalAutoencoding
-from perceiver_hf.folded_decoding import AffineMap, FoldedCrossAttentionDecoder, can_fold
+from perceiver_hf.folded_decoding import AffineMap, FoldedCrossAttentionDecoder, _orthonormal_factor, can_fold
 from perceiver_hf.queries import FactoredQueries
 
 
@@ -105,3 +105,16 @@ def test_factored_queries_without_tables_are_refused():
     constant_only = FactoredQueries([], torch.zeros(3, 0, dtype=torch.long), torch.zeros(26))
     with pytest.raises(ValueError, match="without tables"):
         layer.logits(constant_only)
+
+
+def test_orthonormal_factor_of_rank_deficient_centred_weights():
+    # As many value channels as query channels (transformers' default): centring leaves rank C - 1, and the
+    # Gram matrix's Cholesky factorisation can succeed on rounding errors with a basis that is not orthonormal.
+    generator = torch.Generator().manual_seed(0)
+    for channels, value_channels in ((26, 26), (26, 48), (40, 24)):
+        for _ in range(10):  # Cholesky succeeds on some of these draws only
+            weight = torch.randn(channels, value_channels, generator=generator, dtype=torch.float64)
+            centred = weight - weight.mean(dim=0, keepdim=True)
+            basis, factor = _orthonormal_factor(centred)
+            torch.testing.assert_close(basis.T @ basis, torch.eye(basis.shape[1], dtype=torch.float64))
+            torch.testing.assert_close(basis @ factor, centred)

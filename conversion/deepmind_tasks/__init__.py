@@ -56,10 +56,10 @@ class DeepMindTask:
 
 
 def _collect() -> dict[str, DeepMindTask]:
-    from . import imagenet, language, video_autoencoding
+    from . import imagenet, language, optical_flow, video_autoencoding
 
     tasks = {}
-    for module in (imagenet, language, video_autoencoding):
+    for module in (imagenet, language, optical_flow, video_autoencoding):
         for task in module.TASKS:
             tasks[task.name] = task
     return tasks

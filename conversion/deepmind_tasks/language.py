@@ -128,7 +128,7 @@ TASKS = [
         build_config=build_config,
         convert=convert,
         write_processor=write_processor,
-        model_card="language.md",
+        model_card="language-perceiver-io-bytes.md",
         summary="Byte-level masked language model (UTF-8 bytes, 2048 positions)",
     )
 ]

@@ -8,14 +8,21 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
 )
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
-from .heads import PerceiverIOForImageClassification
-from .heads import PerceiverIOForMaskedLM, PerceiverIOForSequenceClassification, PerceiverIOMaskedLMOutput
-from .heads import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
+from .heads import (
+    PerceiverIOForImageClassification,
+    PerceiverIOForMaskedLM,
+    PerceiverIOForMultimodalAutoencoding,
+    PerceiverIOForOpticalFlow,
+    PerceiverIOForSequenceClassification,
+    PerceiverIOMaskedLMOutput,
+    PerceiverIOMultimodalAutoencodingOutput,
+)
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -23,7 +30,8 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
-from .pipelines.video_autoencoding import VideoAutoencodingPipeline
+from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
+from .processing_flow import PerceiverIOFlowProcessor
 from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
@@ -35,6 +43,9 @@ def _register() -> None:
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
     AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
+    )
     PIPELINE_REGISTRY.register_pipeline(
         "video-autoencoding",
         pipeline_class=VideoAutoencodingPipeline,
@@ -48,15 +59,20 @@ _register()
 __all__ = [
     "DEEPMIND_GELU",
     "InputArray",
+    "OpticalFlowPipeline",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
+    "PerceiverIOFlowProcessor",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMaskedLM",
     "PerceiverIOForMultimodalAutoencoding",
-    "PerceiverIOMultimodalAutoencodingOutput",
+    "PerceiverIOForOpticalFlow",
+    "PerceiverIOForSequenceClassification",
+    "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
     "PerceiverIOVideoAutoencodingProcessor",
     "VideoAutoencodingPipeline",
 ]
-__all__ += ["PerceiverIOForMaskedLM", "PerceiverIOForSequenceClassification", "PerceiverIOMaskedLMOutput"]

@@ -80,11 +80,16 @@ def can_fold(layer: PerceiverIOLayer) -> bool:
 
 def _orthonormal_factor(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`matrix = basis @ factor` with orthonormal `basis` columns (float64). Cholesky of the Gram matrix is much
-    faster than LAPACK's QR on many CPUs; rank-deficient matrices fall back to QR."""
+    faster than LAPACK's QR on many CPUs, but squares the condition number: an ill-conditioned or rank-deficient
+    matrix (the centred output weights are rank-deficient when there are as many value channels as query
+    channels, transformers' default) may still factor, on rounding errors, into a basis that is not orthonormal.
+    Such a basis is checked for and replaced by QR's."""
     factor, info = torch.linalg.cholesky_ex(matrix.T @ matrix, upper=True)
     if info.item() == 0:
         basis = torch.linalg.solve_triangular(factor, matrix, upper=True, left=False)
-        return basis, factor
+        identity = torch.eye(basis.shape[1], dtype=basis.dtype, device=basis.device)
+        if torch.allclose(basis.T @ basis, identity, rtol=0, atol=1e-10):
+            return basis, factor
     return torch.linalg.qr(matrix)
 
 

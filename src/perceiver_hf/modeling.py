@@ -72,6 +72,18 @@ def _folding_pays_off(num_queries: int, num_heads: int, kv_dim: int, qk: int, v:
     return 2 * num_queries * num_heads * kv_dim < (kv_dim + num_queries) * (qk + v)
 
 
+def _absorbing_pays_off(
+    num_queries: int, num_keys: int, num_heads: int, query_dim: int, qk: int, v: int, output_channels: int
+) -> bool:
+    # Per query, absorbed attention costs heads * keys * (query_dim + 1 + output_channels) flops instead of the
+    # query and output projections plus keys * (qk + v); absorbing costs keys * (qk * query_dim + v * output) once.
+    usual = num_queries * (query_dim * qk + num_keys * (qk + v) + v * output_channels)
+    absorbed = num_keys * (qk * query_dim + v * output_channels) + num_queries * num_heads * num_keys * (
+        query_dim + 1 + output_channels
+    )
+    return absorbed < usual
+
+
 class PerceiverIOEncoder(nn.Module):
     """Latents cross-attend once to the input array, then a block of self-attention layers runs
     `num_blocks` times with shared weights."""
@@ -215,8 +227,19 @@ class PerceiverIODecoder(nn.Module):
         query_kwargs = {} if subsampled_points is None else {"subsampled_points": subsampled_points}
         num_queries = self.queries.num_queries(inputs, **query_kwargs)
         chunk_size = chunk_size or self.chunk_size or num_queries
-        # The latents' keys and values serve every block of queries: compute them once.
-        key_values = self.cross_attention.attention.key_values(latents)
+        # The latents' keys and values serve every block of queries: compute them once, with the query and output
+        # projections absorbed when there are enough queries for that to pay off.
+        attention = self.cross_attention.attention
+        absorb = _absorbing_pays_off(
+            num_queries,
+            latents.shape[1],
+            attention.num_heads,
+            self.queries.num_channels,
+            attention.qk_channels,
+            attention.v_channels,
+            attention.output.out_features,
+        )
+        key_values = attention.key_values(latents, absorb_query_output=absorb)
         outputs, weights = [], []
         for start in range(0, num_queries, chunk_size):
             end = min(start + chunk_size, num_queries)

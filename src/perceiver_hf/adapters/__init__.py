@@ -5,19 +5,21 @@ from __future__ import annotations
 from ..configuration import PerceiverIOConfig
 from .audio import AudioInputAdapter
 from .base import ArrayInputAdapter, InputAdapter
+from .flow import FlowInputAdapter
 from .image import ConvStem, ImageInputAdapter
-from .text import TextInputAdapter
 from .multimodal import MultimodalInputAdapter, OneHotInputAdapter
 from .patches import space_to_depth
+from .text import TextInputAdapter
 from .video import VideoPatchesInputAdapter
 
 INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "array": ArrayInputAdapter,
     "image": ImageInputAdapter,
-    "text": TextInputAdapter,
     "audio": AudioInputAdapter,
+    "flow": FlowInputAdapter,
     "multimodal": MultimodalInputAdapter,
     "one_hot": OneHotInputAdapter,
+    "text": TextInputAdapter,
     "video_patches": VideoPatchesInputAdapter,
 }
 
@@ -36,10 +38,12 @@ __all__ = [
     "ArrayInputAdapter",
     "AudioInputAdapter",
     "ConvStem",
+    "FlowInputAdapter",
     "ImageInputAdapter",
     "InputAdapter",
     "MultimodalInputAdapter",
     "OneHotInputAdapter",
+    "TextInputAdapter",
     "VideoPatchesInputAdapter",
     "build_input_adapter",
     "space_to_depth",

@@ -4,11 +4,16 @@ from .classification import PerceiverIOClassifier
 from .image_classification import PerceiverIOForImageClassification
 from .masked_lm import PerceiverIOForMaskedLM, PerceiverIOMaskedLMOutput
 from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
+from .optical_flow import PerceiverIOForOpticalFlow
 from .sequence_classification import PerceiverIOForSequenceClassification
 
 __all__ = [
+    "PerceiverIOClassifier",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMaskedLM",
     "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOForOpticalFlow",
+    "PerceiverIOForSequenceClassification",
+    "PerceiverIOMaskedLMOutput",
     "PerceiverIOMultimodalAutoencodingOutput",
 ]
-__all__ += ["PerceiverIOClassifier", "PerceiverIOForMaskedLM", "PerceiverIOForSequenceClassification", "PerceiverIOMaskedLMOutput"]
