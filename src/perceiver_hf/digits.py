@@ -29,7 +29,7 @@ def load_digit_images() -> tuple[list[Image.Image], np.ndarray]:
     except ImportError as error:
         raise ImportError(
             "The demo trains on the handwritten digits that ship with scikit-learn, which is not installed. "
-            "Install it with: pip install 'perceiver-hf[demo]'"
+            "It is a dependency of perceiver-hf; install it with: pip install scikit-learn"
         ) from error
     digits = load_digits()
     # Grey levels 0..16 (ink intensity) -> 0..255.
