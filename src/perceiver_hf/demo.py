@@ -278,7 +278,7 @@ model-index:
     dataset:
       type: sklearn-digits
       name: scikit-learn handwritten digits (UCI optical recognition of handwritten digits)
-      split: held-out ({result.num_held_out} images, 36 per class)
+      split: held-out ({result.num_held_out} images, stratified by class)
     metrics:
     - type: accuracy
       value: {result.accuracy:.4f}

@@ -46,7 +46,7 @@ class DigitsSplit:
 
 
 def split_digits(num_held_out: int = NUM_HELD_OUT, seed: int = 0) -> DigitsSplit:
-    """A fixed, class-balanced split: `num_held_out` digits (36 of each class by default) are never trained on."""
+    """A fixed split, stratified by class: `num_held_out` digits (35-37 per class by default) are never trained on."""
     images, labels = load_digit_images()
     if not 10 <= num_held_out <= len(images) - 10:
         raise ValueError(f"num_held_out must be between 10 and {len(images) - 10}, got {num_held_out}.")
