@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import assert_parity
 from safetensors.torch import load_file
@@ -15,6 +16,15 @@ from training_job import small_trainer
 
 TESTS = Path(__file__).resolve().parent
 STEPS = 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The small model trains fastest on one thread (see `run_demo`); other tests get the default back.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def free_port() -> int:
@@ -42,7 +52,6 @@ def test_two_processes_end_with_identical_weights_equal_to_one_process(tmp_path)
     # Each process took half of every global batch of 32 and DDP averaged the gradients: the same steps as one
     # process taking whole batches, up to the order of floating-point sums. (Key biases have an exactly-zero true
     # gradient, softmax ignores them; Adam scales their float noise up to ~1e-5 moves, so compare as parity does.)
-    torch.set_num_threads(1)
     single = small_trainer(tmp_path / "single", max_steps=STEPS)
     initial = {name: p.detach().clone() for name, p in single.model.state_dict().items()}
     single.train()

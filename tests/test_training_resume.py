@@ -9,6 +9,15 @@ from training_job import small_trainer
 from transformers import TrainerCallback
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The small model trains fastest on one thread (see `run_demo`); other tests get the default back.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 class Interrupted(RuntimeError):
     pass
 
@@ -28,7 +37,6 @@ def finish(trainer, resume_from_checkpoint=None):
 
 
 def test_resumed_run_ends_with_the_same_metrics_and_weights(tmp_path):
-    torch.set_num_threads(1)
     # 320 digits, batch 32: 10 steps an epoch, 20 in all. The checkpoint (step 7) and the interruption (step 9)
     # fall mid-epoch, so resuming must also restore the position in the shuffled epoch and the schedule.
     checkpoints = dict(save_strategy="steps", save_steps=7, save_total_limit=None)

@@ -321,13 +321,22 @@ classifier("digit.png")  # light digit on a dark background, any size: it is res
 def run_demo(settings: DemoSettings, say=print) -> DemoResult | None:
     """Fine-tune, save, reload through the pipeline, report. Returns the result on the main process (None on the
     others, which only help training)."""
-    output_dir = Path(settings.output_dir).resolve()
-    _check_output_dir(output_dir)
+    _check_output_dir(Path(settings.output_dir).resolve())
     threads = settings.threads or (1 if settings.model is None and "OMP_NUM_THREADS" not in os.environ else None)
-    if threads:
-        # The small model's matrices are too small for intra-op threads to pay off, and on a busy machine threads
-        # waiting for each other make a step many times slower (65 ms with one thread, 270-1150 ms with two).
-        torch.set_num_threads(threads)
+    previous_threads = torch.get_num_threads()
+    try:
+        if threads:
+            # The small model's matrices are too small for intra-op threads to pay off, and on a busy machine
+            # threads waiting for each other make a step many times slower (65 ms with one thread, 270-1150 ms
+            # with two).
+            torch.set_num_threads(threads)
+        return _train_save_and_report(settings, say)
+    finally:  # a caller in the same process (a notebook, a test run) gets its threads back
+        torch.set_num_threads(previous_threads)
+
+
+def _train_save_and_report(settings: DemoSettings, say) -> DemoResult | None:
+    output_dir = Path(settings.output_dir).resolve()
     transformers.set_seed(settings.seed)  # every process builds the same initial model
     split = split_digits()
     model, image_processor = build_model(settings)
