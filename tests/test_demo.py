@@ -57,6 +57,17 @@ def test_a_few_training_steps_lower_the_held_out_loss(tmp_path):
     assert after["eval_accuracy"] > 0.3  # chance is 0.1
 
 
+@pytest.mark.parametrize("lever", [{"bf16": True}, {"activation_checkpointing": True}], ids=["bf16", "checkpointing"])
+def test_memory_levers_train_through_trainer(tmp_path, lever):
+    trainer = small_trainer(tmp_path, max_steps=15, **lever)
+    before = trainer.evaluate()
+    trainer.train()
+    assert trainer.evaluate()["eval_loss"] < before["eval_loss"] - 0.3
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast leaves the weights fp32
+    if "activation_checkpointing" in lever:
+        assert trainer.model.is_activation_checkpointing
+
+
 def test_demo_saves_a_folder_that_classifies_digits_through_the_pipeline(tmp_path, capsys):
     output_dir = tmp_path / "digits-model"
     result = run_demo(DemoSettings(output_dir=output_dir, max_steps=40, examples_shown=3))
