@@ -13,14 +13,17 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 import perceiver_hf  # noqa: F401  (registers the Auto classes)
-from perceiver_hf.adapters import ImageInputAdapter
+from perceiver_hf.adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
 from perceiver_hf.from_transformers import ARCHITECTURES, read_config_dict, source_architecture
+from perceiver_hf.processing_flow import PerceiverIOFlowProcessor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from output_folder import check_output_folder, staged_output_folder  # noqa: E402
 
 PROCESSOR_FILES = (
     "preprocessor_config.json",
@@ -32,14 +35,26 @@ PROCESSOR_FILES = (
 )
 
 
-def example_inputs(model) -> torch.Tensor:
+def example_inputs(model) -> dict[str, torch.Tensor]:
     """A random input of the shape the converted model takes (transformers' heads call it `inputs`)."""
     adapter = model.perceiver.input_adapter
     if isinstance(adapter, ImageInputAdapter):
         # Learned positions fix the image size; Fourier positions take any, 64x64 keeps the check quick.
         height, width = getattr(adapter.position_encoding, "index_dims", (64, 64))
         step = adapter.spatial_downsample
-        return torch.randn(1, adapter.in_channels, height * step, width * step)
+        return {"inputs": torch.randn(1, adapter.in_channels, height * step, width * step)}
+    if isinstance(adapter, FlowInputAdapter):
+        # transformers reshapes its flow to the training size, so only inputs of that size run through it.
+        height, width = model.config.output_adapter["train_size"]
+        return {"inputs": torch.randn(1, adapter.num_frames, adapter.in_channels, height, width)}
+    if isinstance(adapter, TextInputAdapter):
+        # Two byte strings, the second one padded, so that the attention mask is checked as well.
+        length = min(48, adapter.max_position_embeddings)
+        input_ids = torch.randint(6, adapter.vocab_size, (2, length))
+        attention_mask = torch.ones_like(input_ids)
+        attention_mask[1, length * 2 // 3 :] = 0
+        input_ids[1, length * 2 // 3 :] = 0  # [PAD]
+        return {"inputs": input_ids, "attention_mask": attention_mask}
     raise ValueError(f"No example input for {type(adapter).__name__}.")
 
 
@@ -50,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max relative output difference accepted")
     args = parser.parse_args(argv)
 
+    try:
+        check_output_folder(args.output)
+    except ValueError as error:
+        parser.error(str(error))
     config_dict = read_config_dict(args.source)
     if config_dict is None:
         parser.error(f"{args.source} has no config.json")
@@ -67,26 +86,30 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     reference = getattr(transformers, architecture).from_pretrained(args.source).eval()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=args.output.parent, prefix=f".{args.output.name}.") as staging:
-        staging = Path(staging) / "checkpoint"
-        model.save_pretrained(staging)
-        for name in PROCESSOR_FILES:
-            source_file = Path(args.source) / name
-            if source_file.is_file():
-                shutil.copy(source_file, staging / name)
-        reloaded = head.from_pretrained(staging).eval()
-        with torch.no_grad():
-            ours = reloaded(inputs=inputs).logits
-            theirs = reference(inputs=inputs).logits
-        error = ((ours - theirs).abs().max() / max(1.0, theirs.abs().max().item())).item()
-        print(f"max relative difference to transformers: {error:.2e}")
-        if error > args.tolerance:
-            print(f"error: the converted model differs from transformers' by {error:.2e} > {args.tolerance}", file=sys.stderr)
-            return 1
-        if args.output.exists():
-            shutil.rmtree(args.output)
-        staging.rename(args.output)
+    try:
+        with staged_output_folder(args.output) as staging:  # moved to DIR only if the block completes
+            model.save_pretrained(staging)
+            for name in PROCESSOR_FILES:
+                source_file = Path(args.source) / name
+                if source_file.is_file():
+                    shutil.copy(source_file, staging / name)
+            if isinstance(model.perceiver.input_adapter, FlowInputAdapter):
+                # transformers has no processor for flow inputs; ours makes frame pairs into them.
+                train_size = model.config.output_adapter["train_size"]
+                processor = PerceiverIOFlowProcessor(tile_size=train_size, min_overlap=min(20, min(train_size) // 2))
+                processor.save_pretrained(staging)
+            reloaded = head.from_pretrained(staging).eval()
+            with torch.no_grad():
+                ours = reloaded(**inputs).logits
+                # transformers' masked LM decodes every position it has, whatever the input length: compare the input's.
+                theirs = reference(**inputs).logits[:, : ours.shape[1]]
+            error = ((ours - theirs).abs().max() / max(1.0, theirs.abs().max().item())).item()
+            print(f"max relative difference to transformers: {error:.2e}")
+            if error > args.tolerance:
+                raise ValueError(f"the converted model differs from transformers' by {error:.2e} > {args.tolerance}")
+    except ValueError as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     print(f"Wrote {args.output}")
     return 0
 

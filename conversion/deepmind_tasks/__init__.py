@@ -33,8 +33,10 @@ class DeepMindTask:
         build_config: DeepMind arguments -> `PerceiverIOConfig`.
         convert: (Haiku parameters, DeepMind arguments, our config) -> perceiver_hf state dict.
         write_processor: writes processor files (preprocessor config, tokenizer, ...) into the output folder.
-        model_card: file name of the model card template in `model_cards/`.
+        model_card: file name of the model card template in `model_cards/` (None: the generic `deepmind.md`).
         summary: one line for `--help` and the model card.
+        metadata: extra values for the model card template (e.g. `{"top1_accuracy": 79.0}`); see
+            `conversion/model_card.py` for the values every template gets.
     """
 
     name: str
@@ -54,10 +56,10 @@ class DeepMindTask:
 
 
 def _collect() -> dict[str, DeepMindTask]:
-    from . import imagenet
+    from . import imagenet, language, optical_flow, video_autoencoding
 
     tasks = {}
-    for module in (imagenet,):
+    for module in (imagenet, language, optical_flow, video_autoencoding):
         for task in module.TASKS:
             tasks[task.name] = task
     return tasks

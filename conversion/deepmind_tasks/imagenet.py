@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 from haiku_checkpoint import HaikuParams
 from perceiver_hf import DEEPMIND_GELU, PerceiverIOConfig
@@ -48,6 +51,16 @@ _PREPROCESSORS = {
         "prep_type": "conv",
     },
 }
+
+
+IMAGENET_CLASSES = Path(__file__).resolve().parents[1] / "imagenet_classes.json"
+# DeepMind's colab crops 224 / (224 + 32) of the shorter side, then resizes the crop to 224x224.
+CROP_PADDING = 32
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names, in the order of DeepMind's logits."""
+    return json.loads(IMAGENET_CLASSES.read_text())["labels"]
 
 
 def official_config(variant: str) -> dict[str, Any]:
@@ -108,20 +121,53 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
     if adapter["prep_type"] == "conv":
         adapter["spatial_downsample"] = 1  # the conv stem's fixed 4x
     query_channels = decoder["trainable_position_encoding_kwargs"]["num_channels"]
+    num_classes = deepmind["num_classes"]
+    # DeepMind's classifiers are ImageNet's: 1000 logits name its classes. Other class counts keep LABEL_i.
+    labels = {"id2label": dict(enumerate(imagenet_labels()))} if num_classes == 1000 else {"num_labels": num_classes}
     return PerceiverIOConfig(
         **core_config(model["encoder"]),
         input_adapter=adapter,
         decoder=classification_decoder_config(query_channels, decoder.get("use_query_residual", False)),
-        num_labels=deepmind["num_classes"],
+        **labels,
         architectures=["PerceiverIOForImageClassification"],
     )
+
+
+def write_processor(folder: Path, deepmind: dict[str, Any], config: PerceiverIOConfig) -> None:
+    """`preprocessor_config.json` for transformers' PerceiverImageProcessor, following DeepMind's colab.
+
+    The processor center-crops `size / crop_size` of the shorter side and resizes the crop to `size`; the colab
+    crops 224 / (224 + 32) and resizes to 224x224. PIL's bicubic filter (antialiased) stands in for OpenCV's
+    INTER_CUBIC, and the processor rounds the crop offset down where the colab rounds it up.
+    """
+    from transformers.models.perceiver.image_processing_pil_perceiver import PerceiverImageProcessorPil
+
+    height, width = (int(side) for side in deepmind["image_size"])
+    processor = PerceiverImageProcessorPil(
+        size={"height": height, "width": width},
+        crop_size={
+            "height": round(height * (224 + CROP_PADDING) / 224),
+            "width": round(width * (224 + CROP_PADDING) / 224),
+        },
+        do_center_crop=True,
+        do_resize=True,
+        resample=PILImageResampling.BICUBIC,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(IMAGENET_DEFAULT_MEAN),
+        image_std=list(IMAGENET_DEFAULT_STD),
+    )
+    processor.save_pretrained(folder)
 
 
 def convert(params: HaikuParams, deepmind: dict[str, Any], config: PerceiverIOConfig) -> dict[str, torch.Tensor]:
     encoder = deepmind["config"]["encoder"]
     weights = params.encoder("perceiver_encoder", "perceiver.encoder", encoder["num_self_attends_per_block"])
     decoder = "classification_decoder/~/basic_decoder"
-    weights["decoder.queries.queries"] = params.take(f"{decoder}/~/trainable_position_encoding", "pos_embs")
+    weights["decoder.queries.queries"] = params.take(
+        f"{decoder}/~/trainable_position_encoding", "pos_embs", into="decoder.queries.queries"
+    )
     weights.update(params.attention_layer(f"{decoder}/cross_attention", "decoder.cross_attention", True))
     weights.update(params.linear(f"{decoder}/output", "decoder.output_projection"))
 
@@ -130,9 +176,8 @@ def convert(params: HaikuParams, deepmind: dict[str, Any], config: PerceiverIOCo
     if prep_type == "conv1x1":
         weights.update(params.conv2d("image_preprocessor/~/conv2_d", f"{adapter}.conv1x1"))
         network_inputs = "image_preprocessor/~_build_network_inputs"
-        weights[f"{adapter}.position_encoding.position_embeddings"] = params.take(
-            f"{network_inputs}/trainable_position_encoding", "pos_embs"
-        )
+        positions = f"{adapter}.position_encoding.position_embeddings"
+        weights[positions] = params.take(f"{network_inputs}/trainable_position_encoding", "pos_embs", into=positions)
         weights.update(params.linear(f"{network_inputs}/position_encoding_projector/linear", f"{adapter}.position_projection"))
     elif prep_type == "conv":
         stem = "image_preprocessor/~/conv2_d_downsample/~"
@@ -149,11 +194,36 @@ TASKS = [
         official_config=official_config(variant),
         build_config=build_config,
         convert=convert,
+        write_processor=write_processor,
+        model_card="imagenet.md",
         summary=summary,
+        metadata={"variant_title": title, "variant_description": description, "top1_accuracy": top1_accuracy},
     )
-    for variant, filename, summary in (
-        ("learned", "imagenet_learned_position_encoding.pystate", "ImageNet classifier, learned position encoding on 1x1-conv features"),
-        ("fourier", "imagenet_fourier_position_encoding.pystate", "ImageNet classifier, Fourier position encoding on pixels"),
-        ("conv", "imagenet_conv_preprocessing.pystate", "ImageNet classifier, conv stem + Fourier position encoding"),
+    for variant, filename, summary, title, description, top1_accuracy in (
+        (
+            "learned",
+            "imagenet_learned_position_encoding.pystate",
+            "ImageNet classifier, learned position encoding on 1x1-conv features",
+            "learned position encoding",
+            "a 1x1 convolution of the pixels (256 channels) and learned position encodings (50176 x 256, projected)",
+            72.7,
+        ),
+        (
+            "fourier",
+            "imagenet_fourier_position_encoding.pystate",
+            "ImageNet classifier, Fourier position encoding on pixels",
+            "Fourier position encoding",
+            "the raw pixels and 2D Fourier position features (64 bands)",
+            79.0,
+        ),
+        (
+            "conv",
+            "imagenet_conv_preprocessing.pystate",
+            "ImageNet classifier, conv stem + Fourier position encoding",
+            "conv preprocessing",
+            "a conv stem (7x7/2 convolution, batch norm, ReLU, 3x3/2 max-pool; 64 channels) and 2D Fourier "
+            "position features (64 bands)",
+            82.1,
+        ),
     )
 ]

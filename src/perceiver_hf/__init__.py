@@ -8,10 +8,21 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import DEEPMIND_GELU, PerceiverIOConfig
-from .heads import PerceiverIOForImageClassification
+from .heads import (
+    PerceiverIOForImageClassification,
+    PerceiverIOForMaskedLM,
+    PerceiverIOForMultimodalAutoencoding,
+    PerceiverIOForOpticalFlow,
+    PerceiverIOForSequenceClassification,
+    PerceiverIOMaskedLMOutput,
+    PerceiverIOMultimodalAutoencodingOutput,
+)
 from .input_array import InputArray
 from .modeling import (
     PerceiverIOClassifierOutput,
@@ -19,6 +30,9 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
+from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
+from .processing_flow import PerceiverIOFlowProcessor
+from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
 
@@ -27,6 +41,17 @@ def _register() -> None:
     AutoConfig.register(PerceiverIOConfig.model_type, PerceiverIOConfig, exist_ok=True)
     AutoModel.register(PerceiverIOConfig, PerceiverIOModel, exist_ok=True)
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
+    AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
+    AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
+    )
+    PIPELINE_REGISTRY.register_pipeline(
+        "video-autoencoding",
+        pipeline_class=VideoAutoencodingPipeline,
+        pt_model=PerceiverIOForMultimodalAutoencoding,
+        type="multimodal",
+    )
 
 
 _register()
@@ -34,10 +59,20 @@ _register()
 __all__ = [
     "DEEPMIND_GELU",
     "InputArray",
+    "OpticalFlowPipeline",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
+    "PerceiverIOFlowProcessor",
     "PerceiverIOForImageClassification",
+    "PerceiverIOForMaskedLM",
+    "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOForOpticalFlow",
+    "PerceiverIOForSequenceClassification",
+    "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
+    "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOVideoAutoencodingProcessor",
+    "VideoAutoencodingPipeline",
 ]

@@ -44,12 +44,15 @@ class KeyValues:
     """Keys and values ready for attention, `(batch, heads, M, channels)`.
 
     When the key/value projections are folded (see `PerceiverIOAttention.fold_kv_projections`), `key` and
-    `value` are both the layer-normalised inputs without their affine part, shared by every head.
+    `value` are both the layer-normalised inputs without their affine part, shared by every head. When the
+    query and output projections are absorbed (see `PerceiverIOAttention.key_values`), `key` and `value` live in
+    the queries' input space: `(batch, heads, M, query_dim + 1)` and `(batch, heads, M, output_channels)`.
     """
 
     key: torch.Tensor
     value: torch.Tensor
     folded: bool = False
+    absorbed: bool = False
 
 
 class PerceiverIOAttention(nn.Module):
@@ -66,6 +69,14 @@ class PerceiverIOAttention(nn.Module):
     `G_v` and adding `v0`, gives the same result without ever computing the `M x qk` keys and `M x v`
     values. That is cheaper whenever `2 N heads C < (C + N)(qk + v)` (true for every DeepMind encoder with
     one cross-attention head), and `n` is the only full-length tensor left. The encoder turns it on.
+
+    Absorbed query/output projections: the mirror image, for many queries attending to a short input (a decoder's
+    hundreds of thousands of output queries against the latents). With `x` a query row normalised without the
+    affine part, the head-`h` logits are `x . (K_h G_q,h) + c_h . K_h` (`G_q,h = diag(gamma) W_q,h^T`, `c_h` the
+    query bias after the layer norm's offset), and the output is `sum_h A_h (V_h W_o,h^T) + b_o`. Projecting the
+    few keys and values once (`key_values(..., absorb_query_output=True)`) lets every query row attend in its
+    own input space, skipping the per-query projections; `query_dim + 1 + output_channels` per head then
+    replaces `qk + v` channels in the attention products (322 + 1 + 322 < 1024 for the flow decoder).
     """
 
     def __init__(
@@ -113,8 +124,16 @@ class PerceiverIOAttention(nn.Module):
         offloaded = self.key.weight.device.type == "meta"
         return self.fold_kv_projections and self.is_cross_attention and not dropout_active and not offloaded
 
-    def key_values(self, inputs: InputArray | torch.Tensor) -> KeyValues:
-        """Normalise and project the key/value inputs, reading an `InputArray` a block of rows at a time."""
+    def key_values(self, inputs: InputArray | torch.Tensor, absorb_query_output: bool = False) -> KeyValues:
+        """Normalise and project the key/value inputs, reading an `InputArray` a block of rows at a time.
+
+        `absorb_query_output=True` returns keys and values with the query and output projections absorbed (see the
+        class docstring), for cross-attention from many queries to these inputs.
+        """
+        if absorb_query_output:
+            if not self.is_cross_attention:
+                raise ValueError("Only cross-attention can absorb its query and output projections into the keys.")
+            return self._absorbed_key_values(inputs)
         folded = self._folding_active()
         if isinstance(inputs, torch.Tensor):
             inputs = InputArray(inputs)
@@ -147,6 +166,58 @@ class PerceiverIOAttention(nn.Module):
         key, value = projected
         return KeyValues(self._split_heads(key, self.qk_head_dim), self._split_heads(value, self.v_head_dim))
 
+    def _absorbed_key_values(self, inputs: InputArray | torch.Tensor) -> KeyValues:
+        inputs = inputs.materialize() if isinstance(inputs, InputArray) else inputs
+        normed = self.kv_norm(inputs)
+        key = self._split_heads(self.key(normed), self.qk_head_dim)  # (B, h, M, qk/h)
+        value = self._split_heads(self.value(normed), self.v_head_dim)  # (B, h, M, v/h)
+        query_weight = self.query.weight.view(self.num_heads, self.qk_head_dim, -1)  # (h, qk/h, q_dim)
+        query_offset = nn.functional.linear(self.query_norm.bias, self.query.weight, self.query.bias)
+        key_in_query_space = torch.einsum("bhmd,hdc->bhmc", key, query_weight * self.query_norm.weight)
+        key_offset = torch.einsum("bhmd,hd->bhm", key, query_offset.view(self.num_heads, self.qk_head_dim))
+        # A constant 1 appended to every query row picks up the per-key offset as one more channel.
+        key = torch.cat([key_in_query_space, key_offset[..., None]], dim=-1)
+        output_weight = self.output.weight.view(-1, self.num_heads, self.v_head_dim)  # (out, h, v/h)
+        value = torch.einsum("bhmd,ohd->bhmo", value, output_weight)
+        # PyTorch's fused CPU attention needs keys and values of one width: zero channels even them out.
+        width = max(key.shape[-1], value.shape[-1])
+        key = nn.functional.pad(key, (0, width - key.shape[-1]))
+        value = nn.functional.pad(value, (0, width - value.shape[-1]))
+        return KeyValues(key, value, absorbed=True)
+
+    def _attend_absorbed(
+        self,
+        hidden_states: torch.Tensor,
+        key_values: KeyValues,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        normalized = nn.functional.layer_norm(hidden_states, hidden_states.shape[-1:], eps=self.query_norm.eps)
+        extra = normalized.new_zeros(normalized.shape[:-1] + (key_values.key.shape[-1] - normalized.shape[-1],))
+        extra[..., 0] = 1.0  # the offset channel; any others are padding
+        queries = torch.cat([normalized, extra], dim=-1)[:, None].expand(-1, self.num_heads, -1, -1)
+        attn_output, attn_weights = self._attention_interface(output_attentions)(
+            self,
+            queries,
+            key_values.key,
+            key_values.value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            is_causal=False,
+        )  # (batch, N, heads, output_channels + padding)
+        attn_output = attn_output[..., : self.output.out_features]
+        attn_output = attn_output.sum(dim=2) if self.num_heads > 1 else attn_output[:, :, 0]
+        if attention_mask is not None:
+            has_keys = attention_mask.any(dim=-1).reshape(-1, attention_mask.shape[-2], 1)
+            attn_output = attn_output.masked_fill(~has_keys, 0.0)
+        return attn_output + self.output.bias, (attn_weights if output_attentions else None)
+
+    def _attention_interface(self, output_attentions: bool):
+        if output_attentions or self.config._attn_implementation in (None, "eager"):
+            return eager_attention_forward
+        return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -159,6 +230,8 @@ class PerceiverIOAttention(nn.Module):
         `attention_mask` is boolean and broadcastable to `(batch, 1, N, M)`; query rows with no key to
         attend to output zeros before the output projection, as DeepMind's `attend` does.
         """
+        if key_values is not None and key_values.absorbed:
+            return self._attend_absorbed(hidden_states, key_values, attention_mask, output_attentions)
         batch_size, num_queries, _ = hidden_states.shape
         normed = self.query_norm(hidden_states)
         queries = self._split_heads(self.query(normed), self.qk_head_dim)
@@ -175,13 +248,7 @@ class PerceiverIOAttention(nn.Module):
             queries = torch.einsum("bhnd,hdc->bhnc", queries, key_weight)
             key = value = key.expand(-1, self.num_heads, -1, -1)
 
-        if output_attentions or self.config._attn_implementation in (None, "eager"):
-            attention_interface = eager_attention_forward
-        else:
-            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-                self.config._attn_implementation, eager_attention_forward
-            )
-        attn_output, attn_weights = attention_interface(
+        attn_output, attn_weights = self._attention_interface(output_attentions)(
             self,
             queries,
             key,

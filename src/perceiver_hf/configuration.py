@@ -21,6 +21,8 @@ from typing import Any
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
+from .position import build_position_encoding
+
 # DeepMind's Haiku code uses `jax.nn.gelu`, whose default is the tanh approximation; transformers'
 # checkpoints use the exact erf form ("gelu"). Both are in ACT2FN: "gelu" and "gelu_pytorch_tanh".
 DEEPMIND_GELU = "gelu_pytorch_tanh"
@@ -95,6 +97,174 @@ def classification_decoder_config(num_channels: int, use_query_residual: bool) -
         "use_query_residual": use_query_residual,
         "final_project": True,
     }
+
+
+def multimodal_autoencoding_components(
+    num_frames: int = 16,
+    image_size=_IMAGENET_SIZE,
+    audio_samples_per_frame: int = 1920,
+    samples_per_patch: int = 16,
+    num_labels: int = 700,
+    spatial_patch_size: int = 4,
+    image_num_bands: int = 32,
+    audio_num_bands: int = 192,
+    label_query_channels: int = 1024,
+    decoder_output_channels: int = 512,
+    decoder_chunk_size: int = 8192,
+    loss_weights: dict[str, float] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """`input_adapter`, `decoder` and `output_adapter` of DeepMind's video+audio+label autoencoder.
+
+    Inputs: audio patches with 1-D Fourier positions, video patches with 3-D Fourier positions of the patch grid,
+    and an always-masked one-hot label, padded to a common width (min. 4 learned channels). Decoder queries: one
+    per audio patch and one per pixel (Fourier positions, as DeepMind places subsampled queries), and one learned
+    label query, padded to a common width (min. 2). Outputs: samples per patch, RGB per pixel, class logits.
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    num_samples = num_frames * audio_samples_per_frame
+    patch_grid = (num_frames, height // spatial_patch_size, width // spatial_patch_size)
+    image_positions = fourier_position_encoding(image_num_bands, patch_grid)
+    audio_positions = fourier_position_encoding(audio_num_bands, (num_samples,))
+    return {
+        "input_adapter": {
+            "type": "multimodal",
+            "min_padding_size": 4,
+            "mask_probs": {"audio": 0.0, "image": 0.0, "label": 1.0},
+            "modalities": {
+                "audio": {"type": "audio", "samples_per_patch": samples_per_patch, "position_encoding": audio_positions},
+                "image": {
+                    "type": "video_patches",
+                    "in_channels": 3,
+                    "spatial_patch_size": spatial_patch_size,
+                    "temporal_patch_size": 1,
+                    "position_encoding": image_positions,
+                },
+                "label": {"type": "one_hot", "num_classes": num_labels},
+            },
+        },
+        "decoder": {
+            "query": {
+                "type": "multimodal",
+                "min_padding_size": 2,
+                "modalities": {
+                    "audio": {
+                        "type": "fourier",
+                        "index_dims": [num_samples // samples_per_patch],
+                        "position_encoding": audio_positions,
+                    },
+                    "image": {"type": "fourier", "index_dims": [num_frames, height, width], "position_encoding": image_positions},
+                    "label": {"type": "trainable", "num_queries": 1, "num_channels": label_query_channels},
+                },
+            },
+            "num_heads": 1,
+            "use_query_residual": False,
+            "final_project": True,
+            "output_channels": decoder_output_channels,
+            "chunk_size": decoder_chunk_size,
+        },
+        "output_adapter": {
+            "modalities": {
+                "audio": {"type": "audio", "samples_per_patch": samples_per_patch},
+                "image": {"type": "pixels", "num_channels": 3},
+                "label": {"type": "classification", "num_classes": num_labels},
+            },
+            "loss_weights": dict(loss_weights or {"audio": 1.0, "image": 1.0, "label": 1.0}),
+        },
+    }
+
+
+# DeepMind's optical-flow model was trained on 368x496 frame pairs (AutoFlow).
+OPTICAL_FLOW_TRAIN_SIZE = (368, 496)
+
+
+def flow_adapter_config(
+    train_size=OPTICAL_FLOW_TRAIN_SIZE, out_channels: int = 64, num_bands: int = 64, in_channels: int = 27
+) -> dict[str, Any]:
+    """Input adapter of DeepMind's optical-flow model: two frames of 3x3 patches, a linear layer, Fourier positions."""
+    return {
+        "type": "flow",
+        "in_channels": int(in_channels),
+        "num_frames": 2,
+        "out_channels": int(out_channels),
+        "position_encoding": fourier_position_encoding(num_bands, train_size),
+    }
+
+
+def flow_decoder_config(input_adapter: dict[str, Any], chunk_size: int | None = 16384) -> dict[str, Any]:
+    """Every row of the input array (one per pixel) queries the latents for its two flow channels, `chunk_size`
+    pixels at a time."""
+    content_channels = input_adapter["out_channels"] or input_adapter["num_frames"] * input_adapter["in_channels"]
+    query_channels = content_channels + build_position_encoding(input_adapter["position_encoding"]).num_channels
+    return {
+        "query": {"type": "inputs", "num_channels": int(query_channels)},
+        "num_heads": 1,
+        "use_query_residual": False,
+        "final_project": True,
+        "output_channels": 2,
+        "chunk_size": chunk_size,
+    }
+
+
+def flow_output_config(
+    train_size=OPTICAL_FLOW_TRAIN_SIZE, rescale_factor: float = 100.0, flow_scale_factor: float = 20.0
+) -> dict[str, Any]:
+    """The decoder output is divided by `rescale_factor` (the model's `logits`, as transformers returns them);
+    `logits * flow_scale_factor` is the flow in pixels (what DeepMind's colab returns). `train_size` is the
+    frame size the model was trained on, which the pipeline tiles larger frames into."""
+    return {
+        "rescale_factor": float(rescale_factor),
+        "flow_scale_factor": float(flow_scale_factor),
+        "train_size": [int(d) for d in train_size],
+    }
+
+
+def text_adapter_config(vocab_size: int = 262, max_position_embeddings: int = 2048) -> dict[str, Any]:
+    """Input adapter of the byte-level language models: token embeddings plus learned positions, added."""
+    return {"type": "text", "vocab_size": int(vocab_size), "max_position_embeddings": int(max_position_embeddings)}
+
+
+def masked_lm_decoder_config(
+    d_model: int,
+    max_position_embeddings: int,
+    num_heads: int = 8,
+    qk_channels: int = 256,
+    mask_padded_queries: bool = True,
+) -> dict[str, Any]:
+    """One learned query per byte position cross-attends to the latents, keeping `d_model` channels for the
+    logits tied to the byte embeddings. Only as many queries as the input has positions are decoded.
+
+    `mask_padded_queries`: DeepMind's colab passes the input mask as the decoder's query mask, so padded
+    positions get a zero attention output (their logits are then the same for every padded position);
+    transformers' `PerceiverForMaskedLM` ignores the query mask. Real positions are identical either way.
+    """
+    return {
+        "query": {
+            "type": "trainable",
+            "num_queries": int(max_position_embeddings),
+            "num_channels": int(d_model),
+            "match_input_length": True,
+        },
+        "num_heads": num_heads,
+        "qk_channels": qk_channels,
+        "v_channels": int(d_model),
+        "use_query_residual": False,
+        "final_project": False,
+        "mask_padded_queries": mask_padded_queries,
+    }
+
+
+# DeepMind's `language_perceiver_io_bytes` encoder (transformers' `deepmind/language-perceiver`).
+_LANGUAGE_CORE = {
+    "num_latents": 256,
+    "d_latents": 1280,
+    "d_model": 768,
+    "num_blocks": 1,
+    "num_self_attends_per_block": 26,
+    "num_self_attention_heads": 8,
+    "num_cross_attention_heads": 8,
+    "qk_channels": 256,
+    "hidden_act": DEEPMIND_GELU,
+}
 
 
 class PerceiverIOConfig(PreTrainedConfig):
@@ -214,6 +384,121 @@ class PerceiverIOConfig(PreTrainedConfig):
             num_labels=num_labels,
         )
 
+    @classmethod
+    def for_multimodal_autoencoding(
+        cls,
+        num_frames: int = 16,
+        image_size=_IMAGENET_SIZE,
+        audio_samples_per_frame: int = 1920,
+        samples_per_patch: int = 16,
+        num_labels: int | None = None,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """DeepMind's Kinetics-700 video+audio+label autoencoder, full size by default (16 frames of 224x224,
+        30,720 audio samples, 700 classes or as many as `id2label` names). `overrides` replace core fields or
+        `multimodal_autoencoding_components` options."""
+        if num_labels is None:
+            num_labels = len(overrides["id2label"]) if overrides.get("id2label") else 700
+        component_options = {
+            key: overrides.pop(key)
+            for key in (
+                "spatial_patch_size",
+                "image_num_bands",
+                "audio_num_bands",
+                "label_query_channels",
+                "decoder_output_channels",
+                "decoder_chunk_size",
+                "loss_weights",
+            )
+            if key in overrides
+        }
+        core = {
+            "num_latents": 784,
+            "d_latents": 512,
+            "d_model": 704,
+            "num_blocks": 1,
+            "num_self_attends_per_block": 8,
+            "num_self_attention_heads": 8,
+            "num_cross_attention_heads": 1,
+            "hidden_act": DEEPMIND_GELU,
+        }
+        core.update(overrides)
+        components = multimodal_autoencoding_components(
+            num_frames, image_size, audio_samples_per_frame, samples_per_patch, num_labels, **component_options
+        )
+        labels = {} if core.get("id2label") else {"num_labels": num_labels}
+        return cls(**core, **components, **labels, architectures=["PerceiverIOForMultimodalAutoencoding"])
+
+    @classmethod
+    def for_optical_flow(
+        cls, train_size=OPTICAL_FLOW_TRAIN_SIZE, decoder_chunk_size: int | None = 16384, **overrides
+    ) -> PerceiverIOConfig:
+        """DeepMind's optical-flow architecture (2048 x 512 latents, 24 self-attention layers), full size by default.
+
+        `overrides` replace core fields (e.g. `num_latents=16, d_latents=32, num_self_attends_per_block=2` for a
+        small model); `out_channels` and `num_bands` resize the input adapter. `decoder_chunk_size` pixels are
+        decoded at a time (`None`: all at once).
+        """
+        core = {
+            "num_latents": 2048,
+            "d_latents": 512,
+            "num_blocks": 1,
+            "num_self_attends_per_block": 24,
+            "num_self_attention_heads": 16,
+            "num_cross_attention_heads": 1,
+            "hidden_act": DEEPMIND_GELU,
+        }
+        adapter_kwargs = {k: overrides.pop(k) for k in ("out_channels", "num_bands") if k in overrides}
+        core.update(overrides)
+        adapter = flow_adapter_config(train_size, **adapter_kwargs)
+        return cls(
+            **core,
+            input_adapter=adapter,
+            decoder=flow_decoder_config(adapter, decoder_chunk_size),
+            output_adapter=flow_output_config(train_size),
+        )
+
+    @classmethod
+    def for_masked_lm(
+        cls,
+        vocab_size: int = 262,
+        max_position_embeddings: int = 2048,
+        decoder_num_heads: int = 8,
+        decoder_qk_channels: int = 256,
+        mask_padded_queries: bool = True,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """DeepMind's byte-level masked language model, full size by default (201M parameters).
+
+        `overrides` replace core fields (e.g. `d_model=64, d_latents=128, num_self_attends_per_block=2`); value
+        channels default to `d_latents` as in DeepMind's model. See `masked_lm_decoder_config` for the rest.
+        """
+        core = {**_LANGUAGE_CORE, **overrides}
+        core.setdefault("v_channels", core["d_latents"])
+        decoder = masked_lm_decoder_config(
+            core["d_model"], max_position_embeddings, decoder_num_heads, decoder_qk_channels, mask_padded_queries
+        )
+        return cls(**core, input_adapter=text_adapter_config(vocab_size, max_position_embeddings), decoder=decoder)
+
+    @classmethod
+    def for_sequence_classification(
+        cls,
+        num_labels: int = 2,
+        vocab_size: int = 262,
+        max_position_embeddings: int = 2048,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """The language model's encoder with one learned query decoding `num_labels` logits (with a query
+        residual, as transformers' `PerceiverForSequenceClassification`). `overrides` replace core fields."""
+        core = {**_LANGUAGE_CORE, **overrides}
+        core.setdefault("v_channels", core["d_latents"])
+        return cls(
+            **core,
+            input_adapter=text_adapter_config(vocab_size, max_position_embeddings),
+            decoder=classification_decoder_config(core["d_latents"], use_query_residual=True),
+            num_labels=num_labels,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         for key in ("input_adapter", "decoder", "output_adapter"):
@@ -224,8 +509,15 @@ class PerceiverIOConfig(PreTrainedConfig):
 __all__ = [
     "DEEPMIND_GELU",
     "PerceiverIOConfig",
+    "OPTICAL_FLOW_TRAIN_SIZE",
     "classification_decoder_config",
+    "flow_adapter_config",
+    "flow_decoder_config",
+    "flow_output_config",
     "fourier_position_encoding",
     "image_adapter_config",
+    "masked_lm_decoder_config",
+    "multimodal_autoencoding_components",
+    "text_adapter_config",
     "trainable_position_encoding",
 ]

@@ -20,7 +20,13 @@ from safetensors.torch import load_file, save_file
 from .configuration import (
     PerceiverIOConfig,
     classification_decoder_config,
+    flow_adapter_config,
+    flow_decoder_config,
+    flow_output_config,
     fourier_position_encoding,
+    multimodal_autoencoding_components,
+    masked_lm_decoder_config,
+    text_adapter_config,
     trainable_position_encoding,
 )
 
@@ -90,12 +96,71 @@ def _image_classification_config(variant: str) -> Callable[[dict[str, Any]], dic
     return convert
 
 
+def _multimodal_autoencoding_config(source: dict[str, Any]) -> dict[str, Any]:
+    config = _core_config(source)
+    output_shape = source.get("output_shape", [1, 16, 224, 224])
+    image_size = source.get("image_size", 56)
+    num_frames = source.get("num_frames", 16)
+    components = multimodal_autoencoding_components(
+        num_frames=num_frames,
+        image_size=tuple(output_shape[2:4]),
+        audio_samples_per_frame=source.get("audio_samples_per_frame", 1920),
+        samples_per_patch=source.get("samples_per_patch", 16),
+        num_labels=len(source["id2label"]) if source.get("id2label") else source.get("num_labels", 700),
+        label_query_channels=source.get("_label_trainable_num_channels", 1024),
+        decoder_output_channels=source.get("output_num_channels", 512),
+    )
+    # transformers' Fourier encodings of the video use max_resolution (num_frames, image_size, image_size), set
+    # apart from the output size; its decoder's image grid is output_shape[1:] (batch dim first).
+    image_positions = fourier_position_encoding(32, (num_frames, image_size, image_size))
+    components["input_adapter"]["modalities"]["image"]["position_encoding"] = image_positions
+    image_queries = components["decoder"]["query"]["modalities"]["image"]
+    image_queries.update(index_dims=list(output_shape[1:4]), position_encoding=image_positions)
+    config.update(components)
+    return config
+
+
+def _optical_flow_config(source: dict[str, Any]) -> dict[str, Any]:
+    # transformers hard-codes the flow model's I/O: 64 patch channels and 64 Fourier bands at `train_size`.
+    config = _core_config(source)
+    train_size = source.get("train_size", [368, 496])
+    adapter = flow_adapter_config(train_size)
+    config.update(input_adapter=adapter, decoder=flow_decoder_config(adapter), output_adapter=flow_output_config(train_size))
+    return config
+
+
+def _text_config(task: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def convert(source: dict[str, Any]) -> dict[str, Any]:
+        config = _core_config(source)
+        max_positions = source.get("max_position_embeddings", 2048)
+        config["input_adapter"] = text_adapter_config(source.get("vocab_size", 262), max_positions)
+        if task == "masked_lm":
+            # transformers hard-codes this decoder (8 heads, qk 8 * 32, values of d_model channels) and drops the
+            # query mask, so padded positions keep transformers' logits.
+            config["decoder"] = masked_lm_decoder_config(
+                source.get("d_model", 768), max_positions, num_heads=8, qk_channels=256, mask_padded_queries=False
+            )
+        else:
+            config["decoder"] = classification_decoder_config(source.get("d_latents", 1280), use_query_residual=True)
+        return config
+
+    return convert
+
+
 # transformers architecture -> (our head class name, config converter).
 ARCHITECTURES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "PerceiverForImageClassificationLearned": ("PerceiverIOForImageClassification", _image_classification_config("learned")),
     "PerceiverForImageClassificationFourier": ("PerceiverIOForImageClassification", _image_classification_config("fourier")),
     "PerceiverForImageClassificationConvProcessing": ("PerceiverIOForImageClassification", _image_classification_config("conv")),
+    "PerceiverForMultimodalAutoencoding": ("PerceiverIOForMultimodalAutoencoding", _multimodal_autoencoding_config),
+    "PerceiverForOpticalFlow": ("PerceiverIOForOpticalFlow", _optical_flow_config),
 }
+ARCHITECTURES.update(
+    {
+        "PerceiverForMaskedLM": ("PerceiverIOForMaskedLM", _text_config("masked_lm")),
+        "PerceiverForSequenceClassification": ("PerceiverIOForSequenceClassification", _text_config("classification")),
+    }
+)
 
 # Ordered renames, applied one after the other to every transformers parameter name.
 _LAYER_RENAMES = [
@@ -117,9 +182,25 @@ STATE_DICT_RENAMES: list[tuple[str, str]] = [
         "perceiver.input_adapter.position_encoding.position_embeddings",
     ),
     (r"^perceiver\.input_preprocessor\.positions_projection\.", "perceiver.input_adapter.position_projection."),
+    (r"^perceiver\.input_preprocessor\.conv_after_patches\.", "perceiver.input_adapter.patch_projection."),
     (r"^perceiver\.decoder\.decoder\.output_position_encodings\.position_embeddings$", "decoder.queries.queries"),
     (r"^perceiver\.decoder\.decoder\.decoding_cross_attention\.", "decoder.cross_attention."),
     (r"^perceiver\.decoder\.decoder\.final_layer\.", "decoder.output_projection."),
+    # Multimodal autoencoding: per-modality paddings, mask tokens, label query and output adapters.
+    (r"^perceiver\.input_preprocessor\.padding\.(\w+)$", r"perceiver.input_adapter.padding.\1.position_embeddings"),
+    (r"^perceiver\.input_preprocessor\.mask\.(\w+)$", r"perceiver.input_adapter.mask_tokens.\1.position_embeddings"),
+    (r"^perceiver\.decoder\.padding\.(\w+)$", r"decoder.queries.padding.\1.position_embeddings"),
+    (
+        r"^perceiver\.decoder\.modalities\.(\w+)\.decoder\.output_position_encodings\.position_embeddings$",
+        r"decoder.queries.modalities.\1.queries",
+    ),
+    (r"^perceiver\.output_postprocessor\.modalities\.(\w+)\.classifier\.", r"output_adapters.\1.linear."),
+    # Text: byte embeddings and positions; the masked-LM decoder is not wrapped in a classification decoder.
+    (r"^perceiver\.input_preprocessor\.embeddings\.", "perceiver.input_adapter.embeddings."),
+    (r"^perceiver\.input_preprocessor\.position_embeddings\.weight$", "perceiver.input_adapter.position_encoding.position_embeddings"),
+    (r"^perceiver\.decoder\.output_position_encodings\.position_embeddings$", "decoder.queries.queries"),
+    (r"^perceiver\.decoder\.decoding_cross_attention\.", "decoder.cross_attention."),
+    (r"^embedding_decoder\.bias$", "output_adapter.bias"),
     *_LAYER_RENAMES,
 ]
 

@@ -9,6 +9,7 @@ encoder read the array a block of rows at a time, so no full-length copy of it e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -24,6 +25,8 @@ class InputArray:
         combine: `"concat"` to append positions as channels, `"add"` to sum them with the content.
         attention_mask: optional `(batch, length)` mask, 1 (or True) for rows that may be attended to.
         modality_sizes: for multimodal arrays, the number of rows of each modality (in row order).
+        content_projection: an optional per-row map (such as a 1x1 convolution) applied to content rows as they
+            are read, so that its full-length output never exists either.
     """
 
     content: torch.Tensor
@@ -31,6 +34,7 @@ class InputArray:
     combine: str = "concat"
     attention_mask: torch.Tensor | None = None
     modality_sizes: dict[str, int] | None = None
+    content_projection: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self):
         if self.combine not in ("concat", "add"):
@@ -46,9 +50,7 @@ class InputArray:
 
     @property
     def num_channels(self) -> int:
-        if self.positions is None or self.combine == "add":
-            return self.content.shape[-1]
-        return self.content.shape[-1] + self.positions.shape[-1]
+        return self.rows(0, 1).shape[-1]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -68,6 +70,8 @@ class InputArray:
     def rows(self, start: int = 0, end: int | None = None) -> torch.Tensor:
         """Materialise rows `start:end` as a `(batch, rows, channels)` tensor."""
         content = self.content[:, start:end]
+        if self.content_projection is not None:
+            content = self.content_projection(content)
         if self.positions is None:
             return content
         positions = self.positions[:, start:end].to(content.dtype)

@@ -72,6 +72,18 @@ def _folding_pays_off(num_queries: int, num_heads: int, kv_dim: int, qk: int, v:
     return 2 * num_queries * num_heads * kv_dim < (kv_dim + num_queries) * (qk + v)
 
 
+def _absorbing_pays_off(
+    num_queries: int, num_keys: int, num_heads: int, query_dim: int, qk: int, v: int, output_channels: int
+) -> bool:
+    # Per query, absorbed attention costs heads * keys * (query_dim + 1 + output_channels) flops instead of the
+    # query and output projections plus keys * (qk + v); absorbing costs keys * (qk * query_dim + v * output) once.
+    usual = num_queries * (query_dim * qk + num_keys * (qk + v) + v * output_channels)
+    absorbed = num_keys * (qk * query_dim + v * output_channels) + num_queries * num_heads * num_keys * (
+        query_dim + 1 + output_channels
+    )
+    return absorbed < usual
+
+
 class PerceiverIOEncoder(nn.Module):
     """Latents cross-attend once to the input array, then a block of self-attention layers runs
     `num_blocks` times with shared weights."""
@@ -149,6 +161,14 @@ class PerceiverIOEncoder(nn.Module):
         )
 
 
+def _concatenate_blocks(blocks: list) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Concatenate decoded blocks along the query axis: tensors, or dicts of tensors key by key."""
+    if isinstance(blocks[0], dict):
+        keys = dict.fromkeys(key for block in blocks for key in block)
+        return {key: _concatenate_blocks([block[key] for block in blocks if key in block]) for key in keys}
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+
+
 class PerceiverIODecoder(nn.Module):
     """Output queries cross-attend to the latents; an optional linear layer projects the result.
 
@@ -195,18 +215,35 @@ class PerceiverIODecoder(nn.Module):
         query_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         chunk_size: int | None = None,
-        postprocess: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        postprocess: Callable[[torch.Tensor, int, int], torch.Tensor | dict[str, torch.Tensor]] | None = None,
+        subsampled_points=None,
+    ) -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor | None]:
         """Decode every query; `postprocess(outputs, start, end)` runs on each block before concatenation,
-        so per-query outputs can shrink (e.g. to pixels) before the next block is decoded."""
-        num_queries = self.queries.num_queries(inputs)
+        so per-query outputs can shrink (e.g. to pixels) before the next block is decoded. It may return a dict
+        of tensors (e.g. one per modality); blocks are then concatenated key by key.
+
+        `subsampled_points` (transformers' `subsampled_output_points`) selects the queries to decode, for
+        query providers that support it."""
+        query_kwargs = {} if subsampled_points is None else {"subsampled_points": subsampled_points}
+        num_queries = self.queries.num_queries(inputs, **query_kwargs)
         chunk_size = chunk_size or self.chunk_size or num_queries
-        # The latents' keys and values serve every block of queries: compute them once.
-        key_values = self.cross_attention.attention.key_values(latents)
+        # The latents' keys and values serve every block of queries: compute them once, with the query and output
+        # projections absorbed when there are enough queries for that to pay off.
+        attention = self.cross_attention.attention
+        absorb = _absorbing_pays_off(
+            num_queries,
+            latents.shape[1],
+            attention.num_heads,
+            self.queries.num_channels,
+            attention.qk_channels,
+            attention.v_channels,
+            attention.output.out_features,
+        )
+        key_values = attention.key_values(latents, absorb_query_output=absorb)
         outputs, weights = [], []
         for start in range(0, num_queries, chunk_size):
             end = min(start + chunk_size, num_queries)
-            queries = self.queries(inputs, start, end)
+            queries = self.queries(inputs, start, end, **query_kwargs)
             mask = None if query_mask is None else query_mask[:, start:end].to(torch.bool)[:, None, :, None]
             output, attn_weights = self.cross_attention(
                 queries, key_values=key_values, attention_mask=mask, output_attentions=output_attentions
@@ -215,7 +252,7 @@ class PerceiverIODecoder(nn.Module):
                 output = self.output_projection(output)
             outputs.append(output if postprocess is None else postprocess(output, start, end))
             weights.append(attn_weights)
-        output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        output = _concatenate_blocks(outputs)
         if not output_attentions:
             return output, None
         return output, weights[0] if len(weights) == 1 else torch.cat(weights, dim=2)

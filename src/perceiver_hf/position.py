@@ -99,6 +99,13 @@ class FourierPositionEncoding(nn.Module):
         per_dimension = self.num_bands * (1 if self.sine_only else 2)
         return self.num_dimensions * per_dimension + (self.num_dimensions if self.concat_pos else 0)
 
+    def channel_dimensions(self) -> torch.Tensor:
+        """For each output channel, the index of the position dimension it is computed from."""
+        dims = list(range(self.num_dimensions))
+        per_band = [d for d in dims for _ in range(self.num_bands)]
+        owners = (dims if self.concat_pos else []) + per_band * (1 if self.sine_only else 2)
+        return torch.tensor(owners)
+
     def forward(
         self,
         index_dims: Sequence[int],

@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 from ..configuration import PerceiverIOConfig
+from .audio import AudioInputAdapter
 from .base import ArrayInputAdapter, InputAdapter
+from .flow import FlowInputAdapter
 from .image import ConvStem, ImageInputAdapter
+from .multimodal import MultimodalInputAdapter, OneHotInputAdapter
+from .patches import space_to_depth
+from .text import TextInputAdapter
+from .video import VideoPatchesInputAdapter
 
 INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "array": ArrayInputAdapter,
     "image": ImageInputAdapter,
+    "audio": AudioInputAdapter,
+    "flow": FlowInputAdapter,
+    "multimodal": MultimodalInputAdapter,
+    "one_hot": OneHotInputAdapter,
+    "text": TextInputAdapter,
+    "video_patches": VideoPatchesInputAdapter,
 }
 
 
-def build_input_adapter(config: PerceiverIOConfig) -> InputAdapter:
-    """The adapter described by `config.input_adapter` (raw `(batch, M, d_model)` arrays when it is unset)."""
-    spec = dict(config.input_adapter or {"type": "array"})
+def build_input_adapter(config: PerceiverIOConfig, spec: dict | None = None) -> InputAdapter:
+    """The adapter described by `spec` (default `config.input_adapter`; raw `(batch, M, d_model)` arrays when unset)."""
+    spec = dict(spec if spec is not None else config.input_adapter or {"type": "array"})
     kind = spec.pop("type", None)
     if kind not in INPUT_ADAPTERS:
         raise ValueError(f"Unknown input adapter type {kind!r}; known types: {sorted(INPUT_ADAPTERS)}.")
     return INPUT_ADAPTERS[kind].from_config(config, **spec)
 
 
-__all__ = ["INPUT_ADAPTERS", "ArrayInputAdapter", "ConvStem", "ImageInputAdapter", "InputAdapter", "build_input_adapter"]
+__all__ = [
+    "INPUT_ADAPTERS",
+    "ArrayInputAdapter",
+    "AudioInputAdapter",
+    "ConvStem",
+    "FlowInputAdapter",
+    "ImageInputAdapter",
+    "InputAdapter",
+    "MultimodalInputAdapter",
+    "OneHotInputAdapter",
+    "TextInputAdapter",
+    "VideoPatchesInputAdapter",
+    "build_input_adapter",
+    "space_to_depth",
+]

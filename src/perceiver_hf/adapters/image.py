@@ -195,10 +195,11 @@ class ImageInputAdapter(InputAdapter):
         else:
             step = self.spatial_downsample
             features = pixel_values[:, :, ::step, ::step].permute(0, 2, 3, 1)
-            if self.prep_type == "conv1x1":
-                features = self.conv1x1(features)
         batch_size, height, width, channels = features.shape
         content = features.reshape(batch_size, height * width, channels)
+        # The 1x1 convolution runs on each block of rows as the encoder reads it: at 224x224 its 256-channel
+        # output would be the largest tensor of the input side.
+        projection = self.conv1x1 if self.prep_type == "conv1x1" else None
 
         if isinstance(self.position_encoding, FourierPositionEncoding):
             positions = self.position_encoding((height, width), device=content.device, dtype=content.dtype)
@@ -207,5 +208,9 @@ class ImageInputAdapter(InputAdapter):
         if self.position_projection is not None:
             positions = self.position_projection(positions)
         return InputArray(
-            content, positions[None].to(content.dtype), combine=self.concat_or_add_pos, attention_mask=attention_mask
+            content,
+            positions[None].to(content.dtype),
+            combine=self.concat_or_add_pos,
+            attention_mask=attention_mask,
+            content_projection=projection,
         )

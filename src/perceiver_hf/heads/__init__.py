@@ -1,5 +1,19 @@
 """Task heads: `PreTrainedModel`s that wire adapters, the latent core and output queries to a task."""
 
+from .classification import PerceiverIOClassifier
 from .image_classification import PerceiverIOForImageClassification
+from .masked_lm import PerceiverIOForMaskedLM, PerceiverIOMaskedLMOutput
+from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
+from .optical_flow import PerceiverIOForOpticalFlow
+from .sequence_classification import PerceiverIOForSequenceClassification
 
-__all__ = ["PerceiverIOForImageClassification"]
+__all__ = [
+    "PerceiverIOClassifier",
+    "PerceiverIOForImageClassification",
+    "PerceiverIOForMaskedLM",
+    "PerceiverIOForMultimodalAutoencoding",
+    "PerceiverIOForOpticalFlow",
+    "PerceiverIOForSequenceClassification",
+    "PerceiverIOMaskedLMOutput",
+    "PerceiverIOMultimodalAutoencodingOutput",
+]

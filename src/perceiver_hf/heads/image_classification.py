@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..configuration import PerceiverIOConfig
-from ..modeling import (
-    PerceiverIOClassifierOutput,
-    PerceiverIODecoder,
-    PerceiverIOModel,
-    PerceiverIOPreTrainedModel,
-    select_inputs,
-)
+from ..modeling import PerceiverIOClassifierOutput, select_inputs
+from .classification import PerceiverIOClassifier
 
 
-class PerceiverIOForImageClassification(PerceiverIOPreTrainedModel):
+class PerceiverIOForImageClassification(PerceiverIOClassifier):
     """Perceiver IO image classifier: one learned query decodes `num_labels` logits from the latents.
 
     The input adapter in `config.input_adapter` selects the preprocessing (learned positions on 1x1-conv
@@ -24,13 +18,6 @@ class PerceiverIOForImageClassification(PerceiverIOPreTrainedModel):
 
     main_input_name = "pixel_values"
     input_modalities = ("image",)
-
-    def __init__(self, config: PerceiverIOConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.perceiver = PerceiverIOModel(config)
-        self.decoder = PerceiverIODecoder(config, output_channels=config.num_labels)
-        self.post_init()
 
     def forward(
         self,
@@ -53,34 +40,13 @@ class PerceiverIOForImageClassification(PerceiverIOPreTrainedModel):
         interpolate_pos_encoding (`bool`, defaults to `False`):
             Resize learned position encodings to the input resolution.
         """
-        pixel_values = select_inputs(inputs, pixel_values, "pixel_values")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-
-        input_array, encoded = self.perceiver.encode(
-            pixel_values,
+        return self.classify(
+            select_inputs(inputs, pixel_values, "pixel_values"),
             attention_mask=attention_mask,
-            interpolate_pos_encoding=interpolate_pos_encoding,
+            labels=labels,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
+            num_items_in_batch=kwargs.get("num_items_in_batch"),
+            interpolate_pos_encoding=interpolate_pos_encoding,
         )
-        logits, decoder_weights = self.decoder(
-            encoded.last_hidden_state, input_array, output_attentions=output_attentions
-        )
-        logits = logits[:, 0, :]
-
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels, logits, self.config)
-
-        output = PerceiverIOClassifierOutput(
-            loss=loss,
-            logits=logits,
-            hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
-            cross_attentions=encoded.cross_attentions + (decoder_weights,) if output_attentions else None,
-        )
-        return output if return_dict else output.to_tuple()

@@ -1,0 +1,130 @@
+"""Optical flow at the official 368x496 size (same weights): perceiver_hf vs transformers' PerceiverForOpticalFlow.
+
+    python benchmarks/bench_optical_flow.py [--batch-sizes 1] [--repeats 1] [--chunk-size 16384] [--check]
+
+One forward pass on a frame pair of 3x3 patches, `(batch, 2, 27, 368, 496)`, fp32, CPU. Each side runs in its own
+process (see `harness.py`): median latency, resident memory after loading, peak resident memory; activation
+memory is peak minus after-load. transformers materialises the 2048 x 182,528 decoder attention scores (and the
+16 x 2048 x 2048 scores of every self-attention layer) in eager attention; perceiver_hf runs SDPA, folds the
+encoder's key/value projections, decodes `--chunk-size` pixel queries at a time and absorbs the decoder's
+query/output projections into the latents' keys/values. `--check` also compares both outputs (in this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Case, compare, worker_main  # noqa: E402
+
+TRAIN_SIZE = (368, 496)
+# transformers' deepmind/optical-flow-perceiver configuration.
+OFFICIAL = dict(
+    num_latents=2048,
+    d_latents=512,
+    d_model=322,
+    num_blocks=1,
+    num_self_attends_per_block=24,
+    num_self_attention_heads=16,
+    num_cross_attention_heads=1,
+    train_size=list(TRAIN_SIZE),
+    attention_probs_dropout_prob=0.0,
+)
+
+
+def frame_pair(batch_size: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(batch_size)
+    return torch.rand(batch_size, 2, 27, *TRAIN_SIZE, generator=generator) * 2 - 1
+
+
+def cases(folder: Path, chunk_size: int | None) -> dict[str, Case]:
+    def build_transformers():
+        from transformers import PerceiverForOpticalFlow
+
+        return PerceiverForOpticalFlow.from_pretrained(folder / "transformers").eval()
+
+    def build_ours():
+        from perceiver_hf import PerceiverIOForOpticalFlow
+
+        model = PerceiverIOForOpticalFlow.from_pretrained(folder / "perceiver_hf", attn_implementation="sdpa").eval()
+        if chunk_size is not None:
+            model.decoder.chunk_size = chunk_size
+        return model
+
+    def run(model, batch_size):
+        return model(inputs=frame_pair(batch_size)).logits
+
+    return {
+        "transformers": Case("transformers", build_transformers, run),
+        "perceiver_hf": Case("perceiver_hf", build_ours, run),
+    }
+
+
+def prepare_weights(folder: Path) -> None:
+    from transformers import PerceiverConfig, PerceiverForOpticalFlow
+
+    from perceiver_hf import PerceiverIOForOpticalFlow
+
+    torch.manual_seed(0)
+    PerceiverForOpticalFlow(PerceiverConfig(**OFFICIAL)).save_pretrained(folder / "transformers")
+    PerceiverIOForOpticalFlow.from_pretrained(folder / "transformers").save_pretrained(folder / "perceiver_hf")
+
+
+@torch.no_grad()
+def check(folder: Path, chunk_size: int | None) -> float:
+    """Max relative difference between our flow and transformers' on one frame pair."""
+    built = cases(folder, chunk_size)
+    ours = built["perceiver_hf"].build()
+    actual = ours(inputs=frame_pair(1)).logits
+    del ours
+    theirs = built["transformers"].build()
+    expected = theirs(inputs=frame_pair(1)).logits
+    return ((actual - expected).abs().max() / max(1.0, expected.abs().max().item())).item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--chunk-size", type=int, help="pixel queries decoded at a time (default: the config's)")
+    parser.add_argument("--check", action="store_true", help="also compare the two outputs")
+    parser.add_argument("--folder", type=Path, help="weights folder (internal, for worker processes)")
+    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    args, _ = parser.parse_known_args()
+
+    if "--worker" in sys.argv:
+        worker_main(cases(args.folder, args.chunk_size), sys.argv[1:])
+        return
+    with tempfile.TemporaryDirectory(prefix="perceiver_bench_") as folder:
+        folder = Path(folder)
+        print("Preparing official-size weights ...", file=sys.stderr, flush=True)
+        prepare_weights(folder)
+        extra = ["--folder", str(folder)] + ([] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)])
+        rows = compare(
+            Path(__file__),
+            ours="perceiver_hf",
+            theirs="transformers",
+            batch_sizes=args.batch_sizes,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            extra=extra,
+            title=f"Optical flow, 368x496 frame pair, fp32, CPU ({torch.get_num_threads()} threads)",
+        )
+        difference = check(folder, args.chunk_size) if args.check else None
+    for row in rows:
+        print(f"speed-up at batch {row['batch_size']}: {1 / row['latency_ratio']:.1f}x")
+    if difference is not None:
+        print(f"max relative difference to transformers: {difference:.2e}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

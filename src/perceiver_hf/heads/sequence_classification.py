@@ -1,0 +1,49 @@
+"""Text classification: byte embeddings in, one learned query decodes `num_labels` logits from the latents."""
+
+from __future__ import annotations
+
+import torch
+
+from ..modeling import PerceiverIOClassifierOutput, select_inputs
+from .classification import PerceiverIOClassifier
+
+
+class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
+    """Perceiver IO text classifier, drop-in for transformers' `PerceiverForSequenceClassification`.
+
+    Takes the byte ids of `PerceiverTokenizer`; see `PerceiverIOConfig.for_sequence_classification`.
+    """
+
+    main_input_name = "input_ids"
+    input_modalities = ("text",)
+
+    def forward(
+        self,
+        inputs: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        input_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> PerceiverIOClassifierOutput | tuple:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Byte ids from `PerceiverTokenizer` (`inputs` is accepted as an alias, as in transformers); at most
+            `max_position_embeddings` of them.
+        attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+            1 for tokens to attend to, 0 for padding.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices for a cross-entropy loss; floats of shape `(batch_size, num_labels)` for multi-label
+            classification; a regression loss when `num_labels == 1`.
+        """
+        return self.classify(
+            select_inputs(inputs, input_ids, "input_ids"),
+            attention_mask=attention_mask,
+            labels=labels,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
+            num_items_in_batch=kwargs.get("num_items_in_batch"),
+        )

@@ -1,0 +1,6 @@
+"""Custom pipeline tasks, registered with transformers by `import perceiver_hf`."""
+
+from .optical_flow import OpticalFlowPipeline
+from .video_autoencoding import VideoAutoencodingPipeline
+
+__all__ = ["OpticalFlowPipeline", "VideoAutoencodingPipeline"]
