@@ -282,6 +282,37 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
         elif isinstance(module, TrainableQueries):
             init.normal_(module.queries, mean=0.0, std=std)
 
+    def output_flags(
+        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+    ) -> tuple[bool, bool, bool]:
+        """transformers' convention for every forward: flags left at `None` take the config's value."""
+        return (
+            self.config.output_attentions if output_attentions is None else output_attentions,
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            self.config.return_dict if return_dict is None else return_dict,
+        )
+
+    @staticmethod
+    def head_output(
+        output_class: type[ModelOutput],
+        encoded: PerceiverIOModelOutput,
+        decoder_weights: torch.Tensor | None,
+        return_dict: bool,
+        **fields,
+    ) -> ModelOutput | tuple:
+        """A head's output: its own `fields` (loss, logits, ...) plus the encoder's hidden states and attentions,
+        the decoder's cross-attention weights appended to the encoder's."""
+        cross_attentions = encoded.cross_attentions
+        if cross_attentions is not None:
+            cross_attentions = cross_attentions + (decoder_weights,)
+        output = output_class(
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+            cross_attentions=cross_attentions,
+            **fields,
+        )
+        return output if return_dict else output.to_tuple()
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """Load a perceiver_hf checkpoint, or a transformers Perceiver checkpoint (`model_type "perceiver"`),
@@ -376,11 +407,9 @@ class PerceiverIOModel(PerceiverIOPreTrainedModel):
         if pixel_values is not None and input_ids is not None:
             raise ValueError("You cannot use both `pixel_values` and `input_ids`.")
         inputs = select_inputs(inputs, pixel_values if pixel_values is not None else input_ids, "inputs")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         _, encoded = self.encode(
             inputs,
             attention_mask=attention_mask,

@@ -38,11 +38,9 @@ class PerceiverIOClassifier(PerceiverIOPreTrainedModel):
         `labels`: class indices for a cross-entropy loss; floats of shape `(batch, num_labels)` for multi-label
         classification; a regression loss when `num_labels == 1` (transformers' `problem_type` rules).
         """
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
 
         input_array, encoded = self.perceiver.encode(
             inputs,
@@ -61,11 +59,11 @@ class PerceiverIOClassifier(PerceiverIOPreTrainedModel):
             loss_kwargs = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
             loss = self.loss_function(labels, logits, self.config, **loss_kwargs)
 
-        output = PerceiverIOClassifierOutput(
+        return self.head_output(
+            PerceiverIOClassifierOutput,
+            encoded,
+            decoder_weights,
+            return_dict,
             loss=loss,
             logits=logits,
-            hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
-            cross_attentions=encoded.cross_attentions + (decoder_weights,) if output_attentions else None,
         )
-        return output if return_dict else output.to_tuple()

@@ -112,11 +112,9 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
         Returns logits of shape `(batch_size, sequence_length, vocab_size)`: one row per input position.
         """
         input_ids = select_inputs(inputs, input_ids, "input_ids")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
 
         input_array, encoded = self.perceiver.encode(
             input_ids,
@@ -145,11 +143,11 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
                 logits, labels, vocab_size=logits.shape[-1], num_items_in_batch=kwargs.get("num_items_in_batch")
             )
 
-        output = PerceiverIOMaskedLMOutput(
+        return self.head_output(
+            PerceiverIOMaskedLMOutput,
+            encoded,
+            decoder_weights,
+            return_dict,
             loss=loss,
             logits=logits,
-            hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
-            cross_attentions=encoded.cross_attentions + (decoder_weights,) if output_attentions else None,
         )
-        return output if return_dict else output.to_tuple()

@@ -321,11 +321,9 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
             of tensors that transformers' default data collator and `Trainer` handle as they are.
         """
         inputs = self._gather_inputs(inputs, image, audio, label)
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
 
         input_array, encoded = self.perceiver.encode(
             inputs,
@@ -343,15 +341,15 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
                 labels = {"image": inputs["image"], "audio": inputs["audio"], "label": labels}
             loss, modality_losses = self.reconstruction_loss(logits, labels, subsampled_output_points)
 
-        output = PerceiverIOMultimodalAutoencodingOutput(
+        return self.head_output(
+            PerceiverIOMultimodalAutoencodingOutput,
+            encoded,
+            decoder_weights,
+            return_dict,
             loss=loss,
             logits=logits,
-            hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
-            cross_attentions=encoded.cross_attentions + (decoder_weights,) if output_attentions else None,
             modality_losses=modality_losses,
         )
-        return output if return_dict else output.to_tuple()
 
 
 def _aligned_chunk_size(queries: FactoredQueries, chunk_size: int) -> int:

@@ -65,11 +65,9 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
         """
         if inputs is None:
             raise ValueError("You have to specify `inputs`: two frames of 3x3 patches, (batch, 2, 27, height, width).")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
 
         input_array, encoded = self.perceiver.encode(
             inputs,
@@ -95,11 +93,11 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
                 )
             loss = end_point_error(logits * self.flow_scale_factor, labels.to(logits.dtype))
 
-        output = PerceiverIOClassifierOutput(
+        return self.head_output(
+            PerceiverIOClassifierOutput,
+            encoded,
+            decoder_weights,
+            return_dict,
             loss=loss,
             logits=logits,
-            hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
-            cross_attentions=encoded.cross_attentions + (decoder_weights,) if output_attentions else None,
         )
-        return output if return_dict else output.to_tuple()
