@@ -334,11 +334,13 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
             model, info = super().from_pretrained(folder, *model_args, output_loading_info=True, **kwargs)
         # A head checkpoint legitimately has weights the bare encoder (PerceiverIOModel) does not use.
         unexpected = info["unexpected_keys"] if cls.__name__ == head else []
-        if info["missing_keys"] or unexpected or info.get("mismatched_keys"):
+        # Shapes may differ only where the caller asked for it (e.g. a new classifier with another num_labels).
+        mismatched = [] if kwargs.get("ignore_mismatched_sizes") else info.get("mismatched_keys")
+        if info["missing_keys"] or unexpected or mismatched:
             raise ValueError(
                 f"Converting {pretrained_model_name_or_path} into {cls.__name__} left parameters without weights "
                 f"{sorted(info['missing_keys'])[:5]}, weights without parameters {sorted(unexpected)[:5]}, "
-                f"mismatched shapes {list(info.get('mismatched_keys') or [])[:5]}."
+                f"mismatched shapes {list(mismatched or [])[:5]}."
             )
         model.config.name_or_path = str(pretrained_model_name_or_path)
         return (model, info) if want_info else model
