@@ -54,6 +54,16 @@ def test_bare_model_returns_the_latents():
     assert model(pixel_values=torch.randn(2, 3, 10, 12), return_dict=False)[0].shape == (2, 8, 32)
 
 
+def test_config_return_dict_false_gives_tuples_from_every_forward():
+    model = small_classifier("fourier")
+    pixel_values = torch.randn(2, 3, 10, 12)
+    expected = model(pixel_values=pixel_values, output_hidden_states=True)
+    model.config.return_dict = False
+    logits, hidden_states = model(pixel_values=pixel_values, output_hidden_states=True)
+    assert torch.equal(logits, expected.logits) and len(hidden_states) == len(expected.hidden_states)
+    assert model(pixel_values=pixel_values, return_dict=True).logits.shape == (2, 5)
+
+
 def test_learned_positions_interpolate_on_request():
     model = small_classifier()
     with torch.no_grad():

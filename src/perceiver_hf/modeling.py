@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .adapters import InputAdapter, build_input_adapter
 from .attention import PerceiverIOLayer
@@ -282,14 +282,11 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
         elif isinstance(module, TrainableQueries):
             init.normal_(module.queries, mean=0.0, std=std)
 
-    def output_flags(
-        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
-    ) -> tuple[bool, bool, bool]:
+    def output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
         """transformers' convention for every forward: flags left at `None` take the config's value."""
         return (
             self.config.output_attentions if output_attentions is None else output_attentions,
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            self.config.return_dict if return_dict is None else return_dict,
         )
 
     @staticmethod
@@ -297,21 +294,19 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
         output_class: type[ModelOutput],
         encoded: PerceiverIOModelOutput,
         decoder_weights: torch.Tensor | None,
-        return_dict: bool,
         **fields,
-    ) -> ModelOutput | tuple:
+    ) -> ModelOutput:
         """A head's output: its own `fields` (loss, logits, ...) plus the encoder's hidden states and attentions,
         the decoder's cross-attention weights appended to the encoder's."""
         cross_attentions = encoded.cross_attentions
         if cross_attentions is not None:
             cross_attentions = cross_attentions + (decoder_weights,)
-        output = output_class(
+        return output_class(
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
             cross_attentions=cross_attentions,
             **fields,
         )
-        return output if return_dict else output.to_tuple()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -392,6 +387,7 @@ class PerceiverIOModel(PerceiverIOPreTrainedModel):
         )
         return input_array, encoded
 
+    @can_return_tuple
     def forward(
         self,
         inputs: torch.Tensor | None = None,
@@ -399,17 +395,14 @@ class PerceiverIOModel(PerceiverIOPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         interpolate_pos_encoding: bool = False,
-        return_dict: bool | None = None,
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         **kwargs,
-    ) -> PerceiverIOModelOutput | tuple:
+    ) -> PerceiverIOModelOutput:
         if pixel_values is not None and input_ids is not None:
             raise ValueError("You cannot use both `pixel_values` and `input_ids`.")
         inputs = select_inputs(inputs, pixel_values if pixel_values is not None else input_ids, "inputs")
-        output_attentions, output_hidden_states, return_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
         _, encoded = self.encode(
             inputs,
             attention_mask=attention_mask,
@@ -417,4 +410,4 @@ class PerceiverIOModel(PerceiverIOPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
-        return encoded if return_dict else encoded.to_tuple()
+        return encoded

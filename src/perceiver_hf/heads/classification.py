@@ -29,18 +29,15 @@ class PerceiverIOClassifier(PerceiverIOPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         **adapter_kwargs,
-    ) -> PerceiverIOClassifierOutput | tuple:
+    ) -> PerceiverIOClassifierOutput:
         """Logits (and the loss when `labels` are given) for `inputs` as the input adapter takes them.
 
         `labels`: class indices for a cross-entropy loss; floats of shape `(batch, num_labels)` for multi-label
         classification; a regression loss when `num_labels == 1` (transformers' `problem_type` rules).
         """
-        output_attentions, output_hidden_states, return_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
 
         input_array, encoded = self.perceiver.encode(
             inputs,
@@ -63,7 +60,6 @@ class PerceiverIOClassifier(PerceiverIOPreTrainedModel):
             PerceiverIOClassifierOutput,
             encoded,
             decoder_weights,
-            return_dict,
             loss=loss,
             logits=logits,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers.utils import can_return_tuple
 
 from ..modeling import PerceiverIOClassifierOutput, select_inputs
 from .classification import PerceiverIOClassifier
@@ -19,6 +20,7 @@ class PerceiverIOForImageClassification(PerceiverIOClassifier):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
 
+    @can_return_tuple
     def forward(
         self,
         inputs: torch.Tensor | None = None,
@@ -27,10 +29,9 @@ class PerceiverIOForImageClassification(PerceiverIOClassifier):
         output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        return_dict: bool | None = None,
         pixel_values: torch.Tensor | None = None,
         **kwargs,
-    ) -> PerceiverIOClassifierOutput | tuple:
+    ) -> PerceiverIOClassifierOutput:
         r"""
         pixel_values (`torch.Tensor` of shape `(batch_size, channels, height, width)`):
             Images normalised by the image processor (`inputs` is accepted as an alias, as in transformers).
@@ -46,7 +47,6 @@ class PerceiverIOForImageClassification(PerceiverIOClassifier):
             labels=labels,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            return_dict=return_dict,
             num_items_in_batch=kwargs.get("num_items_in_batch"),
             interpolate_pos_encoding=interpolate_pos_encoding,
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from ..adapters.text import TextInputAdapter
 from ..configuration import PerceiverIOConfig
@@ -89,6 +89,7 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
         if isinstance(module, TiedEmbeddingLogits):
             init.zeros_(module.bias)
 
+    @can_return_tuple
     def forward(
         self,
         inputs: torch.Tensor | None = None,
@@ -96,10 +97,9 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
         input_ids: torch.Tensor | None = None,
         **kwargs,
-    ) -> PerceiverIOMaskedLMOutput | tuple:
+    ) -> PerceiverIOMaskedLMOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
             Byte ids from `PerceiverTokenizer`, masked bytes set to its `mask_token_id` (`inputs` is accepted as
@@ -112,9 +112,7 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
         Returns logits of shape `(batch_size, sequence_length, vocab_size)`: one row per input position.
         """
         input_ids = select_inputs(inputs, input_ids, "input_ids")
-        output_attentions, output_hidden_states, return_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
 
         input_array, encoded = self.perceiver.encode(
             input_ids,
@@ -147,7 +145,6 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
             PerceiverIOMaskedLMOutput,
             encoded,
             decoder_weights,
-            return_dict,
             loss=loss,
             logits=logits,
         )

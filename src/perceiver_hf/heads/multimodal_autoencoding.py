@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from tqdm.auto import tqdm
 
@@ -287,6 +287,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
 
     # -- forward -------------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def forward(
         self,
         inputs: Mapping[str, torch.Tensor] | None = None,
@@ -295,13 +296,12 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         labels: Mapping[str, torch.Tensor] | torch.Tensor | None = None,
-        return_dict: bool | None = None,
         chunk_size: int | None = None,
         image: torch.Tensor | None = None,
         audio: torch.Tensor | None = None,
         label: torch.Tensor | None = None,
         **kwargs,
-    ) -> PerceiverIOMultimodalAutoencodingOutput | tuple:
+    ) -> PerceiverIOMultimodalAutoencodingOutput:
         r"""
         inputs (`dict[str, torch.Tensor]`):
             `image` `(batch, frames, 3, height, width)` in [0, 1], `audio` `(batch, samples, 1)` in [-1, 1] and
@@ -321,9 +321,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
             of tensors that transformers' default data collator and `Trainer` handle as they are.
         """
         inputs = self._gather_inputs(inputs, image, audio, label)
-        output_attentions, output_hidden_states, return_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
 
         input_array, encoded = self.perceiver.encode(
             inputs,
@@ -345,7 +343,6 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
             PerceiverIOMultimodalAutoencodingOutput,
             encoded,
             decoder_weights,
-            return_dict,
             loss=loss,
             logits=logits,
             modality_losses=modality_losses,

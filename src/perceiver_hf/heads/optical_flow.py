@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers.utils import can_return_tuple
 
 from ..configuration import PerceiverIOConfig
 from ..modeling import PerceiverIOClassifierOutput, PerceiverIODecoder, PerceiverIOModel, PerceiverIOPreTrainedModel
@@ -45,6 +46,7 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
         self.decoder = PerceiverIODecoder(config, output_channels=2)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         inputs: torch.Tensor | None = None,
@@ -52,9 +54,8 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> PerceiverIOClassifierOutput | tuple:
+    ) -> PerceiverIOClassifierOutput:
         r"""
         inputs (`torch.Tensor` of shape `(batch_size, 2, 27, height, width)`):
             Two frames of 3x3 patches around every pixel, channels ordered `(patch row, patch column, RGB)`, from
@@ -65,9 +66,7 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
         """
         if inputs is None:
             raise ValueError("You have to specify `inputs`: two frames of 3x3 patches, (batch, 2, 27, height, width).")
-        output_attentions, output_hidden_states, return_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
 
         input_array, encoded = self.perceiver.encode(
             inputs,
@@ -97,7 +96,6 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
             PerceiverIOClassifierOutput,
             encoded,
             decoder_weights,
-            return_dict,
             loss=loss,
             logits=logits,
         )

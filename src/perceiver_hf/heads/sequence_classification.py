@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers.utils import can_return_tuple
 
 from ..modeling import PerceiverIOClassifierOutput, select_inputs
 from .classification import PerceiverIOClassifier
@@ -17,6 +18,7 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
     main_input_name = "input_ids"
     input_modalities = ("text",)
 
+    @can_return_tuple
     def forward(
         self,
         inputs: torch.Tensor | None = None,
@@ -24,10 +26,9 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
         input_ids: torch.Tensor | None = None,
         **kwargs,
-    ) -> PerceiverIOClassifierOutput | tuple:
+    ) -> PerceiverIOClassifierOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
             Byte ids from `PerceiverTokenizer` (`inputs` is accepted as an alias, as in transformers); at most
@@ -44,6 +45,5 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
             labels=labels,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            return_dict=return_dict,
             num_items_in_batch=kwargs.get("num_items_in_batch"),
         )
