@@ -11,17 +11,24 @@ the input's positions.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Case, compare, worker_main  # noqa: E402
+from harness import (  # noqa: E402
+    Case,
+    benchmark_parser,
+    compare_with_transformers,
+    load_perceiver_hf,
+    load_transformers,
+    save_same_weights,
+    shared_weights,
+    worker_main,
+)
 
 OFFICIAL = dict(
     num_latents=256,
@@ -46,59 +53,34 @@ def byte_batch(batch_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def cases(folder: Path, length: int) -> dict[str, Case]:
-    def build_transformers():
-        from transformers import PerceiverForMaskedLM
-
-        return PerceiverForMaskedLM.from_pretrained(folder / "transformers").eval()
-
-    def build_ours():
-        from perceiver_hf import PerceiverIOForMaskedLM
-
-        return PerceiverIOForMaskedLM.from_pretrained(folder / "perceiver_hf", attn_implementation="sdpa").eval()
-
     def run(model, batch_size):
         input_ids, attention_mask = byte_batch(batch_size, length)
         return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
-    return {"transformers": Case("transformers", build_transformers, run), "perceiver_hf": Case("perceiver_hf", build_ours, run)}
+    return {
+        "transformers": Case("transformers", lambda: load_transformers(folder, "PerceiverForMaskedLM"), run),
+        "perceiver_hf": Case("perceiver_hf", lambda: load_perceiver_hf(folder, "PerceiverIOForMaskedLM"), run),
+    }
 
 
 def prepare_weights(folder: Path) -> None:
-    from transformers import PerceiverConfig, PerceiverForMaskedLM
-
-    from perceiver_hf import PerceiverIOForMaskedLM
-
-    torch.manual_seed(0)
-    PerceiverForMaskedLM(PerceiverConfig(**OFFICIAL)).save_pretrained(folder / "transformers")
-    PerceiverIOForMaskedLM.from_pretrained(folder / "transformers").save_pretrained(folder / "perceiver_hf")
+    save_same_weights(folder, "PerceiverForMaskedLM", "PerceiverIOForMaskedLM", OFFICIAL)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--length", type=int, default=2048, help="bytes per sequence (at most 2048)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--folder", type=Path, help="weights folder (internal, for worker processes)")
-    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args, _ = parser.parse_known_args()
-
     if "--worker" in sys.argv:
         worker_main(cases(args.folder, args.length), sys.argv[1:])
         return
-    with tempfile.TemporaryDirectory(prefix="perceiver_bench_") as folder:
-        folder = Path(folder)
-        print("Preparing official-size weights ...", file=sys.stderr, flush=True)
-        prepare_weights(folder)
-        rows = compare(
+    with shared_weights(prepare_weights) as folder:
+        rows = compare_with_transformers(
             Path(__file__),
-            ours="perceiver_hf",
-            theirs="transformers",
-            batch_sizes=args.batch_sizes,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            extra=["--folder", str(folder), "--length", str(args.length)],
+            args,
+            folder,
             title=f"Masked LM, {args.length} bytes, official size, fp32, CPU ({torch.get_num_threads()} threads)",
+            extra=["--length", str(args.length)],
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

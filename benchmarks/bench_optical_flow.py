@@ -12,16 +12,23 @@ query/output projections into the latents' keys/values. `--check` also compares 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Case, compare, worker_main  # noqa: E402
+from harness import (  # noqa: E402
+    Case,
+    benchmark_parser,
+    compare_with_transformers,
+    load_perceiver_hf,
+    load_transformers,
+    save_same_weights,
+    shared_weights,
+    worker_main,
+)
 
 TRAIN_SIZE = (368, 496)
 # transformers' deepmind/optical-flow-perceiver configuration.
@@ -44,15 +51,8 @@ def frame_pair(batch_size: int) -> torch.Tensor:
 
 
 def cases(folder: Path, chunk_size: int | None) -> dict[str, Case]:
-    def build_transformers():
-        from transformers import PerceiverForOpticalFlow
-
-        return PerceiverForOpticalFlow.from_pretrained(folder / "transformers").eval()
-
     def build_ours():
-        from perceiver_hf import PerceiverIOForOpticalFlow
-
-        model = PerceiverIOForOpticalFlow.from_pretrained(folder / "perceiver_hf", attn_implementation="sdpa").eval()
+        model = load_perceiver_hf(folder, "PerceiverIOForOpticalFlow")
         if chunk_size is not None:
             model.decoder.chunk_size = chunk_size
         return model
@@ -61,19 +61,13 @@ def cases(folder: Path, chunk_size: int | None) -> dict[str, Case]:
         return model(inputs=frame_pair(batch_size)).logits
 
     return {
-        "transformers": Case("transformers", build_transformers, run),
+        "transformers": Case("transformers", lambda: load_transformers(folder, "PerceiverForOpticalFlow"), run),
         "perceiver_hf": Case("perceiver_hf", build_ours, run),
     }
 
 
 def prepare_weights(folder: Path) -> None:
-    from transformers import PerceiverConfig, PerceiverForOpticalFlow
-
-    from perceiver_hf import PerceiverIOForOpticalFlow
-
-    torch.manual_seed(0)
-    PerceiverForOpticalFlow(PerceiverConfig(**OFFICIAL)).save_pretrained(folder / "transformers")
-    PerceiverIOForOpticalFlow.from_pretrained(folder / "transformers").save_pretrained(folder / "perceiver_hf")
+    save_same_weights(folder, "PerceiverForOpticalFlow", "PerceiverIOForOpticalFlow", OFFICIAL)
 
 
 @torch.no_grad()
@@ -89,33 +83,20 @@ def check(folder: Path, chunk_size: int | None) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=0)
+    parser = benchmark_parser(__doc__, batch_sizes=(1,), repeats=1, warmup=0)
     parser.add_argument("--chunk-size", type=int, help="pixel queries decoded at a time (default: the config's)")
     parser.add_argument("--check", action="store_true", help="also compare the two outputs")
-    parser.add_argument("--folder", type=Path, help="weights folder (internal, for worker processes)")
-    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args, _ = parser.parse_known_args()
-
     if "--worker" in sys.argv:
         worker_main(cases(args.folder, args.chunk_size), sys.argv[1:])
         return
-    with tempfile.TemporaryDirectory(prefix="perceiver_bench_") as folder:
-        folder = Path(folder)
-        print("Preparing official-size weights ...", file=sys.stderr, flush=True)
-        prepare_weights(folder)
-        extra = ["--folder", str(folder)] + ([] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)])
-        rows = compare(
+    with shared_weights(prepare_weights) as folder:
+        rows = compare_with_transformers(
             Path(__file__),
-            ours="perceiver_hf",
-            theirs="transformers",
-            batch_sizes=args.batch_sizes,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            extra=extra,
+            args,
+            folder,
             title=f"Optical flow, 368x496 frame pair, fp32, CPU ({torch.get_num_threads()} threads)",
+            extra=[] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)],
         )
         difference = check(folder, args.chunk_size) if args.check else None
     for row in rows:

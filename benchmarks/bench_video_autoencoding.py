@@ -16,16 +16,24 @@ that our reconstruction equals transformers' output for two of the chunks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Case, compare, print_table, worker_main  # noqa: E402
+from harness import (  # noqa: E402
+    Case,
+    benchmark_parser,
+    compare_with_transformers,
+    load_perceiver_hf,
+    load_transformers,
+    print_table,
+    save_same_weights,
+    shared_weights,
+    worker_main,
+)
 
 # transformers' deepmind/multimodal-perceiver configuration.
 OFFICIAL = dict(
@@ -67,47 +75,33 @@ def sampled_chunks(count: int) -> list[int]:
 
 
 def cases(folder: Path, chunks: list[int]) -> dict[str, Case]:
-    def build_transformers():
-        from transformers import PerceiverForMultimodalAutoencoding
-
-        return PerceiverForMultimodalAutoencoding.from_pretrained(folder / "transformers").eval()
-
     def run_transformers(model, batch_size):
         inputs = clip(batch_size)
         return [model(inputs=inputs, subsampled_output_points=chunk_points(i)).logits for i in chunks]
 
-    def build_ours():
-        from perceiver_hf import PerceiverIOForMultimodalAutoencoding
-
-        return PerceiverIOForMultimodalAutoencoding.from_pretrained(folder / "perceiver_hf", attn_implementation="sdpa").eval()
-
     return {
-        "transformers": Case("transformers", build_transformers, run_transformers),
-        "perceiver_hf": Case("perceiver_hf", build_ours, lambda m, b: m(inputs=clip(b)).logits),
+        "transformers": Case(
+            "transformers", lambda: load_transformers(folder, "PerceiverForMultimodalAutoencoding"), run_transformers
+        ),
+        "perceiver_hf": Case(
+            "perceiver_hf",
+            lambda: load_perceiver_hf(folder, "PerceiverIOForMultimodalAutoencoding"),
+            lambda m, b: m(inputs=clip(b)).logits,
+        ),
     }
 
 
 def prepare_weights(folder: Path) -> None:
-    from transformers import PerceiverConfig, PerceiverForMultimodalAutoencoding
-
-    from perceiver_hf import PerceiverIOForMultimodalAutoencoding
-
-    torch.manual_seed(0)
-    PerceiverForMultimodalAutoencoding(PerceiverConfig(**OFFICIAL)).save_pretrained(folder / "transformers")
-    PerceiverIOForMultimodalAutoencoding.from_pretrained(folder / "transformers").save_pretrained(folder / "perceiver_hf")
+    save_same_weights(folder, "PerceiverForMultimodalAutoencoding", "PerceiverIOForMultimodalAutoencoding", OFFICIAL)
 
 
 @torch.no_grad()
 def check(folder: Path, chunks: list[int]) -> float:
     """Max relative difference between our one-call reconstruction and transformers' chunks."""
-    from transformers import PerceiverForMultimodalAutoencoding
-
-    from perceiver_hf import PerceiverIOForMultimodalAutoencoding
-
-    ours = PerceiverIOForMultimodalAutoencoding.from_pretrained(folder / "perceiver_hf", attn_implementation="sdpa")
-    reconstruction = ours.eval()(inputs=clip(1)).logits
+    ours = load_perceiver_hf(folder, "PerceiverIOForMultimodalAutoencoding")
+    reconstruction = ours(inputs=clip(1)).logits
     del ours
-    theirs = PerceiverForMultimodalAutoencoding.from_pretrained(folder / "transformers").eval()
+    theirs = load_transformers(folder, "PerceiverForMultimodalAutoencoding")
     worst = 0.0
     for index in chunks:
         points = chunk_points(index)
@@ -120,35 +114,23 @@ def check(folder: Path, chunks: list[int]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=0)
+    parser = benchmark_parser(__doc__, batch_sizes=(1,), repeats=1, warmup=0)
     parser.add_argument("--chunks", type=int, default=8, help="transformers chunks to run (of 128), scaled to 128")
     parser.add_argument("--all-chunks", action="store_true", help="run transformers' whole 128-chunk loop")
     parser.add_argument("--check", action="store_true", help="also check our reconstruction against two chunks")
-    parser.add_argument("--folder", type=Path, help="weights folder (internal, for worker processes)")
     parser.add_argument("--chunk-list", type=str, help="chunks the transformers worker runs (internal)")
-    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args, _ = parser.parse_known_args()
-
     if "--worker" in sys.argv:
         worker_main(cases(args.folder, json.loads(args.chunk_list)), sys.argv[1:])
         return
     chunks = list(range(NUM_CHUNKS)) if args.all_chunks else sampled_chunks(args.chunks)
-    with tempfile.TemporaryDirectory(prefix="perceiver_bench_") as folder:
-        folder = Path(folder)
-        print("Preparing official-size weights ...", file=sys.stderr, flush=True)
-        prepare_weights(folder)
-        rows = compare(
+    with shared_weights(prepare_weights) as folder:
+        rows = compare_with_transformers(
             Path(__file__),
-            ours="perceiver_hf",
-            theirs="transformers",
-            batch_sizes=args.batch_sizes,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            extra=["--folder", str(folder), "--chunk-list", json.dumps(chunks)],
+            args,
+            folder,
             title="(measured; transformers' time is for the chunks it ran)",
+            extra=["--chunk-list", json.dumps(chunks)],
         )
         difference = check(folder, [chunks[0], chunks[-1]]) if args.check else None
     # Every chunk re-runs the whole model on the same input sizes: the loop's time scales with the chunk count.

@@ -18,8 +18,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +148,64 @@ def print_table(rows: list[dict], title: str = "") -> None:
             f"| {a['activation_gib']:.2f} / {b['activation_gib']:.2f} | {row['activation_ratio']:.2f} |"
         )
     sys.stdout.flush()
+
+
+def benchmark_parser(description: str, batch_sizes=(1, 4), repeats: int = 3, warmup: int = 1) -> argparse.ArgumentParser:
+    """The options every side-by-side benchmark takes; scripts add their own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(batch_sizes))
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--folder", type=Path, help="weights folder (internal, for worker processes)")
+    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    return parser
+
+
+def save_same_weights(folder: Path, transformers_class: str, perceiver_hf_class: str, config: dict) -> None:
+    """transformers' model with seeded random weights in `folder/transformers`, the same weights converted by
+    perceiver_hf's `from_pretrained` in `folder/perceiver_hf`."""
+    import transformers
+
+    import perceiver_hf
+
+    torch.manual_seed(0)
+    reference = getattr(transformers, transformers_class)(transformers.PerceiverConfig(**config))
+    reference.save_pretrained(folder / "transformers")
+    getattr(perceiver_hf, perceiver_hf_class).from_pretrained(folder / "transformers").save_pretrained(folder / "perceiver_hf")
+
+
+def load_transformers(folder: Path, class_name: str):
+    import transformers
+
+    return getattr(transformers, class_name).from_pretrained(folder / "transformers").eval()
+
+
+def load_perceiver_hf(folder: Path, class_name: str):
+    import perceiver_hf
+
+    return getattr(perceiver_hf, class_name).from_pretrained(folder / "perceiver_hf", attn_implementation="sdpa").eval()
+
+
+@contextmanager
+def shared_weights(prepare: Callable[[Path], None]) -> Iterator[Path]:
+    """A temporary folder that `prepare` fills with both libraries' copies of the same weights."""
+    with tempfile.TemporaryDirectory(prefix="perceiver_bench_") as folder:
+        print("Preparing official-size weights ...", file=sys.stderr, flush=True)
+        prepare(Path(folder))
+        yield Path(folder)
+
+
+def compare_with_transformers(
+    script: Path, args: argparse.Namespace, folder: Path, title: str, extra: list[str] | None = None
+) -> list[dict]:
+    """`compare` of the cases named "perceiver_hf" and "transformers", workers reading weights from `folder`."""
+    return compare(
+        script,
+        ours="perceiver_hf",
+        theirs="transformers",
+        batch_sizes=args.batch_sizes,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        extra=["--folder", str(folder), *(extra or [])],
+        title=title,
+    )
