@@ -9,6 +9,20 @@ from ..configuration import PerceiverIOConfig
 from ..input_array import InputArray
 
 
+def positioned_channels(content_channels: int, position_channels: int, concat_or_add_pos: str) -> int:
+    """Channels of an input array whose position encodings are concatenated to, or added to, its features."""
+    if concat_or_add_pos == "concat":
+        return content_channels + position_channels
+    if concat_or_add_pos != "add":
+        raise ValueError(f"concat_or_add_pos must be 'concat' or 'add', got {concat_or_add_pos!r}.")
+    if position_channels != content_channels:
+        raise ValueError(
+            f"Adding positions needs as many position channels ({position_channels}) as feature channels "
+            f"({content_channels})."
+        )
+    return content_channels
+
+
 class InputAdapter(nn.Module):
     """Base of the input adapters (DeepMind's "preprocessors").
 

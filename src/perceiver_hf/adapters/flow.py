@@ -14,7 +14,7 @@ from torch import nn
 
 from ..input_array import InputArray
 from ..position import FourierPositionEncoding, build_position_encoding
-from .base import InputAdapter
+from .base import InputAdapter, positioned_channels
 from .patches import space_to_depth
 
 
@@ -45,8 +45,6 @@ class FlowInputAdapter(InputAdapter):
                 "The flow input adapter needs a Fourier `position_encoding` (it must work at any resolution), got "
                 f"{position_encoding!r}."
             )
-        if concat_or_add_pos not in ("concat", "add"):
-            raise ValueError(f"concat_or_add_pos must be 'concat' or 'add', got {concat_or_add_pos!r}.")
         self.in_channels = int(in_channels)
         self.num_frames = int(num_frames)
         self.concat_or_add_pos = concat_or_add_pos
@@ -54,17 +52,13 @@ class FlowInputAdapter(InputAdapter):
         self.patch_projection = nn.Linear(patch_channels, out_channels) if out_channels else None
         self.content_channels = out_channels or patch_channels
         self.position_encoding: FourierPositionEncoding = build_position_encoding(position_encoding)
-        if concat_or_add_pos == "add" and self.position_encoding.num_channels != self.content_channels:
-            raise ValueError(
-                f"Adding positions needs as many position channels ({self.position_encoding.num_channels}) as "
-                f"feature channels ({self.content_channels})."
-            )
+        self._num_channels = positioned_channels(
+            self.content_channels, self.position_encoding.num_channels, concat_or_add_pos
+        )
 
     @property
     def num_channels(self) -> int:
-        if self.concat_or_add_pos == "add":
-            return self.content_channels
-        return self.content_channels + self.position_encoding.num_channels
+        return self._num_channels
 
     def _check(self, inputs: torch.Tensor) -> None:
         expected = f"(batch, {self.num_frames}, {self.in_channels}, height, width)"

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..input_array import InputArray
 from ..position import FourierPositionEncoding, TrainablePositionEncoding, build_position_encoding
-from .base import InputAdapter
+from .base import InputAdapter, positioned_channels
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -107,8 +107,6 @@ class ImageInputAdapter(InputAdapter):
         super().__init__()
         if prep_type not in ("pixels", "conv1x1", "conv"):
             raise ValueError(f"Image prep_type must be 'pixels', 'conv1x1' or 'conv', got {prep_type!r}.")
-        if concat_or_add_pos not in ("concat", "add"):
-            raise ValueError(f"concat_or_add_pos must be 'concat' or 'add', got {concat_or_add_pos!r}.")
         if prep_type == "conv" and spatial_downsample != 1:
             raise ValueError("The conv stem always downsamples by 4; set spatial_downsample=1 with prep_type='conv'.")
         self.prep_type = prep_type
@@ -132,17 +130,11 @@ class ImageInputAdapter(InputAdapter):
         else:
             self.position_projection = None
         self.position_channels = position_channels
-        if concat_or_add_pos == "add" and position_channels != self.content_channels:
-            raise ValueError(
-                f"Adding positions needs as many position channels ({position_channels}) as feature channels "
-                f"({self.content_channels})."
-            )
+        self._num_channels = positioned_channels(self.content_channels, position_channels, concat_or_add_pos)
 
     @property
     def num_channels(self) -> int:
-        if self.concat_or_add_pos == "add":
-            return self.content_channels
-        return self.content_channels + self.position_channels
+        return self._num_channels
 
     def feature_size(self, height: int, width: int) -> tuple[int, int]:
         """Spatial size of the feature map (and of the position grid) for an image of `height x width`."""
