@@ -55,6 +55,15 @@ class KeyValues:
     absorbed: bool = False
 
 
+def _zero_rows_without_keys(attn_output: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the `(batch, N, channels)` output of query rows with no key to attend to, as DeepMind's `attend` does."""
+    if attention_mask is None:
+        return attn_output
+    # masked_fill, not a product: a fully masked row may come back from SDPA as NaN.
+    has_keys = attention_mask.any(dim=-1).reshape(-1, attention_mask.shape[-2], 1)
+    return attn_output.masked_fill(~has_keys, 0.0)
+
+
 class PerceiverIOAttention(nn.Module):
     """Pre-LayerNorm multi-head QKV attention followed by an output projection.
 
@@ -208,9 +217,7 @@ class PerceiverIOAttention(nn.Module):
         )  # (batch, N, heads, output_channels + padding)
         attn_output = attn_output[..., : self.output.out_features]
         attn_output = attn_output.sum(dim=2) if self.num_heads > 1 else attn_output[:, :, 0]
-        if attention_mask is not None:
-            has_keys = attention_mask.any(dim=-1).reshape(-1, attention_mask.shape[-2], 1)
-            attn_output = attn_output.masked_fill(~has_keys, 0.0)
+        attn_output = _zero_rows_without_keys(attn_output, attention_mask)
         return attn_output + self.output.bias, (attn_weights if output_attentions else None)
 
     def _attention_interface(self, output_attentions: bool):
@@ -270,10 +277,7 @@ class PerceiverIOAttention(nn.Module):
             attn_output = attn_output + 0.0 * self.key.bias.sum()
         attn_output = attn_output.reshape(batch_size, num_queries, self.v_channels)
 
-        if attention_mask is not None:
-            # masked_fill, not a product: a fully masked row may come back from SDPA as NaN.
-            has_keys = attention_mask.any(dim=-1).reshape(-1, attention_mask.shape[-2], 1)
-            attn_output = attn_output.masked_fill(~has_keys, 0.0)
+        attn_output = _zero_rows_without_keys(attn_output, attention_mask)
         return self.output(attn_output), (attn_weights if output_attentions else None)
 
 

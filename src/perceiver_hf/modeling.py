@@ -161,11 +161,11 @@ class PerceiverIOEncoder(nn.Module):
         )
 
 
-def _concatenate_blocks(blocks: list) -> torch.Tensor | dict[str, torch.Tensor]:
+def concatenate_blocks(blocks: list) -> torch.Tensor | dict[str, torch.Tensor]:
     """Concatenate decoded blocks along the query axis: tensors, or dicts of tensors key by key."""
     if isinstance(blocks[0], dict):
         keys = dict.fromkeys(key for block in blocks for key in block)
-        return {key: _concatenate_blocks([block[key] for block in blocks if key in block]) for key in keys}
+        return {key: concatenate_blocks([block[key] for block in blocks if key in block]) for key in keys}
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
 
 
@@ -252,7 +252,7 @@ class PerceiverIODecoder(nn.Module):
                 output = self.output_projection(output)
             outputs.append(output if postprocess is None else postprocess(output, start, end))
             weights.append(attn_weights)
-        output = _concatenate_blocks(outputs)
+        output = concatenate_blocks(outputs)
         if not output_attentions:
             return output, None
         return output, weights[0] if len(weights) == 1 else torch.cat(weights, dim=2)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..configuration import PerceiverIOConfig
 from ..folded_decoding import AffineMap, FoldedCrossAttentionDecoder, can_fold
 from ..input_array import InputArray
-from ..modeling import PerceiverIODecoder, PerceiverIOModel, PerceiverIOPreTrainedModel
+from ..modeling import PerceiverIODecoder, PerceiverIOModel, PerceiverIOPreTrainedModel, concatenate_blocks
 from ..queries import FactoredQueries, MultimodalQueries
 
 
@@ -84,8 +84,6 @@ class ModalityOutputAdapter(nn.Module):
         if self.kind == "classification":
             return outputs[:, 0]
         return outputs
-
-
 
 
 class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
@@ -221,7 +219,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
                 block = FactoredQueries(queries.tables, queries.indices[start : start + step], queries.constant)
                 blocks.append(decode(block, output_map))
                 bar.update()
-            logits[name] = adapter.layout(blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1))
+            logits[name] = adapter.layout(concatenate_blocks(blocks))
         bar.close()
         return logits
 
