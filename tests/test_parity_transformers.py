@@ -52,9 +52,11 @@ OFFICIAL = dict(
 )
 
 
-def save_transformers_model(variant: str, folder: Path, image_size: int, **config) -> torch.nn.Module:
+def save_transformers_model(
+    variant: str, folder: Path, image_size: int, noise: float = 0.1, **config
+) -> torch.nn.Module:
     model = VARIANTS[variant](PerceiverConfig(image_size=image_size, attention_probs_dropout_prob=0.0, **config))
-    perturb_(model.eval())
+    perturb_(model.eval(), scale=noise)
     model.save_pretrained(folder)
     return model
 
@@ -87,8 +89,13 @@ def test_small_models_match_transformers(variant, tmp_path):
 def test_official_size_models_match_transformers(variant, tmp_path):
     # The learned model's position table fixes 224x224 inputs; Fourier positions accept any size, so the
     # other two run on smaller images to keep the test quick (the architecture is the official one).
+    # With noise 0.1 on every weight the 48 latent layers amplify float32 rounding about a thousandfold: each
+    # implementation's float32 logits then differ from its own float64 logits by ~1e-4, and a 1e-4 comparison
+    # of two float32 implementations would test the machine's summation order. 0.02 keeps the network
+    # well-conditioned while every weight still matters (as in the language test);
+    # `test_official_size_fourier_model_matches_transformers_in_float64` checks the arithmetic exactly.
     size = 224 if variant == "learned" else 64
-    reference = save_transformers_model(variant, tmp_path, image_size=224, **OFFICIAL)
+    reference = save_transformers_model(variant, tmp_path, image_size=224, noise=0.02, **OFFICIAL)
     pixel_values = torch.randn(1, 3, size, size)
     with torch.no_grad():
         expected = reference(inputs=pixel_values).logits
@@ -99,6 +106,42 @@ def test_official_size_models_match_transformers(variant, tmp_path):
         assert sum(p.numel() for p in model.parameters()) > 40_000_000
         with torch.no_grad():
             assert_parity(model(pixel_values=pixel_values).logits, expected)
+
+
+def _float64_linear_positions(index_dims, output_range=(-1.0, 1.0), device=None):
+    """transformers' `build_linear_positions`, but in float64 (it hard-codes float32)."""
+    ranges = [torch.linspace(*output_range, steps=n, dtype=torch.float64, device=device) for n in index_dims]
+    return torch.stack(torch.meshgrid(*ranges, indexing="ij"), dim=-1)
+
+
+@pytest.mark.slow
+def test_official_size_fourier_model_matches_transformers_in_float64(tmp_path, monkeypatch):
+    """The official Fourier architecture with strongly perturbed weights (noise 0.1, where float32 rounding is
+    amplified to ~1e-4), both implementations in float64 with their Fourier features built in float64: the
+    remaining difference is float64 rounding, so agreement to 1e-10 proves the arithmetic is the same."""
+    from transformers.models.perceiver import modeling_perceiver
+
+    reference = save_transformers_model("fourier", tmp_path, image_size=224, **OFFICIAL).double()
+    pixel_values = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    # transformers builds positions in float32 and its frequency bands in the default dtype.
+    monkeypatch.setattr(modeling_perceiver, "build_linear_positions", _float64_linear_positions)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.no_grad():
+            expected = reference(inputs=pixel_values).logits
+    finally:
+        torch.set_default_dtype(default_dtype)
+    del reference
+
+    for implementation in ("eager", "sdpa"):
+        model = PerceiverIOForImageClassification.from_pretrained(
+            tmp_path, attn_implementation=implementation, dtype=torch.float64
+        )
+        with torch.no_grad():
+            logits = model(pixel_values=pixel_values).logits
+        assert logits.dtype == torch.float64
+        assert_parity(logits, expected, tolerance=1e-10)
 
 
 @pytest.mark.parametrize(

@@ -26,16 +26,22 @@ def _num_elements(dims: Sequence[int]) -> int:
     return math.prod(dims)
 
 
+def _feature_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def linear_positions(
     index_dims: Sequence[int],
     start: int = 0,
     end: int | None = None,
     device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Grid positions in [-1, 1] for the flat indices `start:end` of an array of shape `index_dims`.
 
-    Returns a `(end - start, len(index_dims))` float32 tensor. Rows are gathered from the per-dimension
-    `linspace`, so any slice holds exactly the values of the full grid (chunked decoding relies on that).
+    Returns a `(end - start, len(index_dims))` tensor of `dtype` (float32 unless float64 is asked for). Rows are
+    gathered from the per-dimension `linspace`, so any slice holds exactly the values of the full grid (chunked
+    decoding relies on that).
     """
     dims = _as_dims(index_dims)
     total = _num_elements(dims)
@@ -43,7 +49,7 @@ def linear_positions(
     flat = torch.arange(start, end, device=device)
     coordinates = torch.unravel_index(flat, dims)
     columns = [
-        torch.linspace(-1.0, 1.0, steps=size, dtype=torch.float32, device=device)[coordinate]
+        torch.linspace(-1.0, 1.0, steps=size, dtype=dtype, device=device)[coordinate]
         for size, coordinate in zip(dims, coordinates)
     ]
     return torch.stack(columns, dim=-1)
@@ -56,18 +62,24 @@ def fourier_features(
     concat_pos: bool = True,
     sine_only: bool = False,
 ) -> torch.Tensor:
-    """Fourier features of `positions` (`(..., d)`, values in [-1, 1]) as `(..., C)`."""
+    """Fourier features of `positions` (`(..., d)`, values in [-1, 1]) as `(..., C)`.
+
+    Computed in float32 (DeepMind's and transformers' precision, which converted checkpoints were trained with),
+    or in float64 for float64 positions, so that a float64 model is float64 throughout.
+    """
+    compute_dtype = _feature_dtype(positions.dtype)
+    positions = positions.to(compute_dtype)
     frequencies = torch.stack(
         [
-            torch.linspace(1.0, resolution / 2, steps=num_bands, dtype=torch.float32, device=positions.device)
+            torch.linspace(1.0, resolution / 2, steps=num_bands, dtype=compute_dtype, device=positions.device)
             for resolution in max_resolution
         ]
     )  # (d, num_bands)
-    scaled = positions.float()[..., :, None] * frequencies  # (..., d, num_bands)
+    scaled = positions[..., :, None] * frequencies  # (..., d, num_bands)
     scaled = scaled.flatten(-2)  # i-major, k-minor
     features = [torch.sin(math.pi * scaled)] if sine_only else [torch.sin(math.pi * scaled), torch.cos(math.pi * scaled)]
     if concat_pos:
-        features.insert(0, positions.float())
+        features.insert(0, positions)
     return torch.cat(features, dim=-1)
 
 
@@ -123,7 +135,7 @@ class FourierPositionEncoding(nn.Module):
                     f"Fourier position encoding was configured for {self.num_dimensions}-D positions "
                     f"(max_resolution={self.max_resolution}) but got index dimensions {dims}."
                 )
-            positions = linear_positions(dims, start, end, device=device)
+            positions = linear_positions(dims, start, end, device=device, dtype=_feature_dtype(dtype))
         features = fourier_features(positions, self.num_bands, self.max_resolution, self.concat_pos, self.sine_only)
         return features.to(dtype)
 

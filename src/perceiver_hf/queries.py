@@ -131,7 +131,9 @@ class InputQueries(OutputQueries):
         return inputs.rows(start, end)
 
 
-def subsampled_positions(indices: torch.Tensor, index_dims: Sequence[int]) -> torch.Tensor:
+def subsampled_positions(
+    indices: torch.Tensor, index_dims: Sequence[int], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Positions `-1 + 2 * index / size` (per dimension) of flat `indices` into an `index_dims` grid, `(n, d)`.
 
     This is how DeepMind's decoders place subsampled output queries. Unlike the `linspace(-1, 1)` grid of the
@@ -139,7 +141,7 @@ def subsampled_positions(indices: torch.Tensor, index_dims: Sequence[int]) -> to
     outputs in chunks gives exactly what decoding them at once gives.
     """
     coordinates = torch.stack(torch.unravel_index(indices, tuple(index_dims)), dim=-1)
-    return -1 + 2 * coordinates / torch.tensor(index_dims, device=indices.device)
+    return -1 + 2 * coordinates.to(dtype) / torch.tensor(index_dims, device=indices.device, dtype=dtype)
 
 
 class FourierQueries(OutputQueries):
@@ -184,7 +186,9 @@ class FourierQueries(OutputQueries):
         self, inputs: InputArray, start: int, end: int, subsampled_points: torch.Tensor | None = None
     ) -> torch.Tensor:
         indices = self.indices(start, end, subsampled_points, inputs.device)
-        features = self.encoding(None, positions=subsampled_positions(indices, self.index_dims), dtype=inputs.dtype)
+        dtype = torch.promote_types(inputs.dtype, torch.float32)  # float64 models get float64 positions
+        positions = subsampled_positions(indices, self.index_dims, dtype=dtype)
+        features = self.encoding(None, positions=positions, dtype=inputs.dtype)
         return features.expand(inputs.batch_size, -1, -1)
 
     def factored(
