@@ -72,6 +72,17 @@ def _folding_pays_off(num_queries: int, num_heads: int, kv_dim: int, qk: int, v:
     return 2 * num_queries * num_heads * kv_dim < (kv_dim + num_queries) * (qk + v)
 
 
+def _size_hint(size: int) -> int:
+    """A concrete size for a cost rule. A symbolic size (under `torch.export`) gives its example value, without the
+    guard a comparison would add: the rewrites a rule chooses between compute the same function, so the traced graph
+    is right at every size, and fastest near the example's."""
+    if isinstance(size, torch.SymInt):
+        from torch.fx.experimental.symbolic_shapes import optimization_hint
+
+        return optimization_hint(size)
+    return size
+
+
 def _absorbing_pays_off(
     num_queries: int, num_keys: int, num_heads: int, query_dim: int, qk: int, v: int, output_channels: int
 ) -> bool:
@@ -169,6 +180,14 @@ def concatenate_blocks(blocks: list) -> torch.Tensor | dict[str, torch.Tensor]:
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
 
 
+def query_blocks(num_queries: int, chunk_size: int) -> list[tuple[int, int]]:
+    """`(start, end)` of each block of at most `chunk_size` queries. One block when it covers them all, decided
+    without a loop, so that a symbolic number of queries (under `torch.export`) stays symbolic."""
+    if chunk_size >= num_queries:
+        return [(0, num_queries)]
+    return [(start, min(start + chunk_size, num_queries)) for start in range(0, num_queries, chunk_size)]
+
+
 class PerceiverIODecoder(nn.Module):
     """Output queries cross-attend to the latents; an optional linear layer projects the result.
 
@@ -231,7 +250,7 @@ class PerceiverIODecoder(nn.Module):
         # projections absorbed when there are enough queries for that to pay off.
         attention = self.cross_attention.attention
         absorb = _absorbing_pays_off(
-            num_queries,
+            _size_hint(num_queries),
             latents.shape[1],
             attention.num_heads,
             self.queries.num_channels,
@@ -241,8 +260,7 @@ class PerceiverIODecoder(nn.Module):
         )
         key_values = attention.key_values(latents, absorb_query_output=absorb)
         outputs, weights = [], []
-        for start in range(0, num_queries, chunk_size):
-            end = min(start + chunk_size, num_queries)
+        for start, end in query_blocks(num_queries, chunk_size):
             queries = self.queries(inputs, start, end, **query_kwargs)
             mask = None if query_mask is None else query_mask[:, start:end].to(torch.bool)[:, None, :, None]
             output, attn_weights = self.cross_attention(

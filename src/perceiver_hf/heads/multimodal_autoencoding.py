@@ -171,7 +171,13 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         there are at least as many queries as query channels (below that, precomputing costs more than it saves).
         """
         sizes = self.decoder.queries.modality_sizes(input_array, subsampled_output_points)
-        foldable = not output_attentions and not torch.is_grad_enabled() and can_fold(self.decoder.cross_attention)
+        # The folded algebra is eager-only (it derives float64 weights and checks a factorisation on every call).
+        foldable = (
+            not output_attentions
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and can_fold(self.decoder.cross_attention)
+        )
         if folded is None:
             folded = foldable and sum(sizes.values()) >= self.decoder.queries.num_channels
         if folded:
