@@ -3,7 +3,9 @@
     python benchmarks/bench_image_classification.py [--batch-sizes 1 4] [--repeats 3]
 
 Builds transformers' PerceiverForImageClassificationLearned with random weights, converts the same weights to
-perceiver_hf, then measures each model in its own process: median forward latency and peak memory, fp32, CPU.
+perceiver_hf, then measures each model in its own process: median forward latency and peak memory, fp32, CPU, with
+the FLOPs each computes and the share of the machine's measured ceiling it reaches (see `ceiling.py`). Our model is
+also exported to ONNX (`perceiver-hf export`'s graph) and run by onnxruntime (`--no-onnxruntime` skips that).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
     Case,
     benchmark_parser,
+    compare_onnxruntime,
     compare_with_transformers,
+    export_perceiver_hf,
     load_perceiver_hf,
     load_transformers,
+    onnxruntime_case,
     save_same_weights,
     shared_weights,
     worker_main,
@@ -58,25 +63,32 @@ def cases(folder: Path) -> dict[str, Case]:
             lambda: load_perceiver_hf(folder, "PerceiverIOForImageClassification"),
             lambda m, b: m(pixel_values=pixel_values(b)).logits,
         ),
+        "onnxruntime": onnxruntime_case(folder, lambda b: {"pixel_values": pixel_values(b).numpy()}),
     }
 
 
-def prepare_weights(folder: Path) -> None:
+def prepare_weights(folder: Path, onnx: bool = True) -> None:
     save_same_weights(folder, "PerceiverForImageClassificationLearned", "PerceiverIOForImageClassification", OFFICIAL)
+    if onnx:
+        export_perceiver_hf(folder, "PerceiverIOForImageClassification")
 
 
 def main() -> None:
-    args, _ = benchmark_parser(__doc__).parse_known_args()
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--no-onnxruntime", action="store_true", help="skip the ONNX export and onnxruntime")
+    args, _ = parser.parse_known_args()
     if "--worker" in sys.argv:
         worker_main(cases(args.folder), sys.argv[1:])
         return
-    with shared_weights(prepare_weights) as folder:
+    with shared_weights(functools.partial(prepare_weights, onnx=not args.no_onnxruntime)) as folder:
         rows = compare_with_transformers(
             Path(__file__),
             args,
             folder,
             title=f"Image classification, learned positions, 224x224, fp32, CPU ({torch.get_num_threads()} threads)",
         )
+        if not args.no_onnxruntime:
+            compare_onnxruntime(Path(__file__), args, folder, rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -6,7 +6,10 @@ against the other, and prints a table with ours/theirs ratios.
 
 Measured per process: median forward latency over `repeats` timed runs after warm-up, the resident memory
 after loading, and the peak resident memory during the forward passes (Linux's VmHWM, reset after
-loading). "Activation memory" is peak minus after-load.
+loading). "Activation memory" is peak minus after-load. The first run (a warm-up, or the first timed run when
+there is none) also counts the FLOPs each side computes, and each worker measures the machine's GEMM and fused
+attention rates just before its timed runs, so the share of that ceiling each side reaches compares it with the
+machine as it was at that moment (see `ceiling.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from ceiling import ceiling_seconds, count_flops, machine_report, measure_ceilings
 
 GIB = 2**30
 
@@ -55,16 +59,21 @@ def _reset_peak_memory() -> None:
 
 def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
     torch.set_grad_enabled(False)
+    ceilings = measure_ceilings()
     model = case.build()
     gc.collect()
     after_load = _status_kib("VmRSS") * 1024
     _reset_peak_memory()
+    flops = None
     for _ in range(warmup):
-        case.run(model, batch_size)
+        flops = flops or count_flops(lambda: case.run(model, batch_size))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        case.run(model, batch_size)
+        if flops is None:
+            flops = count_flops(lambda: case.run(model, batch_size))
+        else:
+            case.run(model, batch_size)
         times.append(time.perf_counter() - start)
     peak = _status_kib("VmHWM") * 1024
     return {
@@ -75,6 +84,8 @@ def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
         "peak_gib": peak / GIB,
         "activation_gib": (peak - after_load) / GIB,
         "threads": torch.get_num_threads(),
+        **flops,
+        **ceilings,
     }
 
 
@@ -109,7 +120,9 @@ def compare(
     extra: list[str] | None = None,
     title: str = "",
 ) -> list[dict]:
-    """Measure `ours` and `theirs` at each batch size (alternating, each in a new process); print ratios."""
+    """Measure `ours` and `theirs` at each batch size (alternating, each in a new process); print ratios, the
+    machine's ceilings (measured first, in this process) and the share of them each side reaches."""
+    print(machine_report(), flush=True)
     rows = []
     for batch_size in batch_sizes:
         measured = {}
@@ -127,6 +140,8 @@ def compare(
                 "activation_ratio": a["activation_gib"] / max(b["activation_gib"], 1e-9),
             }
         )
+        for side in (a, b):
+            side["ceiling_share"] = ceiling_seconds(side, side) / side["latency_s"]
     print_table(rows, title)
     return rows
 
@@ -136,18 +151,34 @@ def print_table(rows: list[dict], title: str = "") -> None:
         print(f"\n{title}")
     header = (
         "| batch | latency ours / theirs (s) | ratio | peak ours / theirs (GiB) | ratio "
-        "| activation ours / theirs (GiB) | ratio |"
+        "| activation ours / theirs (GiB) | ratio | GFLOP ours / theirs | share of ceiling ours / theirs |"
     )
     print(header)
-    print("|" + "---|" * 7)
+    print("|" + "---|" * 9)
     for row in rows:
         a, b = row["ours"], row["theirs"]
         print(
             f"| {row['batch_size']} | {a['latency_s']:.2f} / {b['latency_s']:.2f} | {row['latency_ratio']:.2f} "
             f"| {a['peak_gib']:.2f} / {b['peak_gib']:.2f} | {row['peak_ratio']:.2f} "
-            f"| {a['activation_gib']:.2f} / {b['activation_gib']:.2f} | {row['activation_ratio']:.2f} |"
+            f"| {a['activation_gib']:.2f} / {b['activation_gib']:.2f} | {row['activation_ratio']:.2f} "
+            f"| {_gflop(a):.0f} / {_gflop(b):.0f} | {a['ceiling_share']:.0%} / {b['ceiling_share']:.0%} |"
         )
+    for row in rows:
+        print(f"batch {row['batch_size']}, ceilings measured by each worker before its runs: "
+              f"ours {_rates(row['ours'])}; theirs {_rates(row['theirs'])}")
     sys.stdout.flush()
+
+
+def _rates(side: dict) -> str:
+    return f"GEMM {side['gemm_gflops']:.0f}, attention {side['attention_gflops']:.0f} GFLOP/s"
+
+
+def _ceilings(side: dict) -> dict:
+    return {key: side[key] for key in ("gemm_gflops", "attention_gflops")}
+
+
+def _gflop(side: dict) -> float:
+    return side["gemm_gflop"] + side["attention_gflop"]
 
 
 def benchmark_parser(description: str, batch_sizes=(1, 4), repeats: int = 3, warmup: int = 1) -> argparse.ArgumentParser:
@@ -209,3 +240,44 @@ def compare_with_transformers(
         extra=["--folder", str(folder), *(extra or [])],
         title=title,
     )
+
+
+def export_perceiver_hf(folder: Path, class_name: str) -> None:
+    """perceiver_hf's model in `folder/perceiver_hf` as `folder/model.onnx` (for `onnxruntime_case`)."""
+    from perceiver_hf.export import export_onnx
+
+    print("Exporting to ONNX ...", file=sys.stderr, flush=True)
+    export_onnx(load_perceiver_hf(folder, class_name), folder / "model.onnx")
+
+
+def onnxruntime_case(folder: Path, feeds: Callable[[int], dict]) -> Case:
+    """onnxruntime running `folder/model.onnx` with as many threads as PyTorch; `feeds(batch_size)` gives its inputs
+    (numpy arrays by input name)."""
+
+    def build():
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        return onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+    return Case("onnxruntime", build, lambda session, batch_size: session.run(None, feeds(batch_size)))
+
+
+def compare_onnxruntime(script: Path, args: argparse.Namespace, folder: Path, rows: list[dict], extra=None) -> None:
+    """Measure the "onnxruntime" case at each batch size of `rows` and print its latency beside PyTorch's (ours),
+    and the share of the ceiling it reaches on the FLOPs PyTorch counted for the same forward."""
+    print("\n| batch | PyTorch, perceiver_hf (s) | onnxruntime, same graph (s) | ratio | share of ceiling PyTorch / onnxruntime |")
+    print("|" + "---|" * 5)
+    for row in rows:
+        ours = row["ours"]
+        measured = run_in_subprocess(
+            script, "onnxruntime", row["batch_size"], args.repeats, args.warmup, ["--folder", str(folder), *(extra or [])]
+        )
+        row["onnxruntime"] = measured
+        share = ceiling_seconds(ours, _ceilings(measured)) / measured["latency_s"]  # its FLOPs, its moment's rates
+        print(
+            f"| {row['batch_size']} | {ours['latency_s']:.2f} | {measured['latency_s']:.2f} "
+            f"| {measured['latency_s'] / ours['latency_s']:.2f} | {ours['ceiling_share']:.0%} / {share:.0%} |"
+        )
+    sys.stdout.flush()

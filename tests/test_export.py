@@ -18,6 +18,7 @@ from transformers import PerceiverConfig, PerceiverForSequenceClassification, Pe
 from perceiver_hf.cli import main as cli
 from perceiver_hf.export import ExportableModel, export_program, onnxruntime_error, save_onnx
 
+
 def other_inputs(exportable: ExportableModel, batch_size: int, scale: float) -> tuple[torch.Tensor, ...]:
     """Inputs like the examples, with the batch and every other symbolic axis resized (by `scale`)."""
     generator = torch.Generator().manual_seed(batch_size)
@@ -109,7 +110,7 @@ def test_export_command_converts_transformers_folders(tmp_path):
 
 
 def test_failed_export_leaves_nothing(tmp_path, monkeypatch, capsys):
-    import perceiver_hf.export.onnx_folder as onnx_folder
+    from perceiver_hf.export import onnx_folder
 
     build("image-fourier").save_pretrained(tmp_path / "model")
 
