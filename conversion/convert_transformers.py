@@ -1,6 +1,6 @@
 """Convert a transformers Perceiver checkpoint into a perceiver_hf folder (safetensors), checking the result.
 
-    python conversion/convert_transformers.py deepmind/vision-perceiver-learned --output ./vision-perceiver-learned
+    python -m conversion.convert_transformers deepmind/vision-perceiver-learned --output ./vision-perceiver-learned
 
 SRC is a local folder or a Hub repository id (with HF_HUB_OFFLINE=1, the local Hub cache). Processor files
 (`preprocessor_config.json`, tokenizer files) are copied along, so pipelines work on the output folder. The
@@ -17,13 +17,11 @@ from pathlib import Path
 
 import torch
 
-import perceiver_hf  # noqa: F401  (registers the Auto classes)
-from perceiver_hf.adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
+import perceiver_hf  # registers the Auto classes
 from perceiver_hf.from_transformers import ARCHITECTURES, read_config_dict, source_architecture
-from perceiver_hf.processing_flow import PerceiverIOFlowProcessor
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from output_folder import check_output_folder, staged_output_folder  # noqa: E402
+from perceiver_hf.input_adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
+from perceiver_hf.model_folder import check_output_folder, staged_output_folder
+from perceiver_hf.processing import PerceiverIOFlowProcessor
 
 PROCESSOR_FILES = (
     "preprocessor_config.json",
@@ -59,7 +57,11 @@ def example_inputs(model) -> dict[str, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m conversion.convert_transformers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("source", help="transformers Perceiver checkpoint: folder or Hub repository id")
     parser.add_argument("--output", required=True, type=Path, help="folder to write the perceiver_hf checkpoint to")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max relative output difference accepted")

@@ -7,13 +7,12 @@ from typing import Any
 
 import torch
 
-from haiku_checkpoint import CheckpointError, HaikuParams
 from perceiver_hf import PerceiverIOConfig
-from perceiver_hf.configuration import flow_decoder_config, flow_output_config, fourier_position_encoding
-from perceiver_hf.processing_flow import PerceiverIOFlowProcessor
+from perceiver_hf.presets import flow_decoder_config, flow_output_config, fourier_position_encoding
+from perceiver_hf.processing import PerceiverIOFlowProcessor
 
-from . import DeepMindTask
-from .imagenet import core_config
+from ..haiku_checkpoint import CheckpointError, HaikuParams
+from . import DeepMindTask, core_config
 
 _TRAIN_SIZE = [368, 496]
 _FOURIER = {"concat_pos": True, "max_resolution": _TRAIN_SIZE, "num_bands": 64, "sine_only": False}
@@ -98,7 +97,7 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
     return PerceiverIOConfig(
         **core_config(deepmind["encoder"]),
         input_adapter=adapter,
-        decoder=decoder_config,
+        query_decoder=decoder_config,
         output_adapter=output,
         architectures=["PerceiverIOForOpticalFlow"],
     )

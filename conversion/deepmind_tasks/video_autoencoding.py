@@ -8,12 +8,11 @@ from typing import Any
 
 import torch
 
-from haiku_checkpoint import HaikuParams
 from perceiver_hf import PerceiverIOConfig
-from perceiver_hf.configuration import fourier_position_encoding, multimodal_autoencoding_components
+from perceiver_hf.presets import fourier_position_encoding, multimodal_autoencoding_components
 
-from . import DeepMindTask
-from .imagenet import core_config
+from ..haiku_checkpoint import HaikuParams
+from . import DeepMindTask, core_config
 
 MODALITIES = ("audio", "image", "label")
 KINETICS_CLASSES = Path(__file__).resolve().parents[1] / "kinetics700_classes.json"
@@ -161,7 +160,7 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
         temporal_patch_size=image_in.get("temporal_downsample", 1),
         position_encoding=_fourier(image_in["fourier_position_encoding_kwargs"]),
     )
-    queries = components["decoder"]["query"]
+    queries = components["query_decoder"]["query"]
     queries["min_padding_size"] = modules["multimodal_decoder"].get("min_padding_size", 2)
     queries["modalities"]["audio"].update(
         index_dims=list(audio_out["output_index_dims"]),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers.utils import can_return_tuple
 
-from ..modeling import PerceiverIOClassifierOutput, select_inputs
+from ..core.modeling import select_inputs
+from ..core.outputs import PerceiverIOClassifierOutput
 from .classification import PerceiverIOClassifier
 
 
@@ -47,6 +48,6 @@ class PerceiverIOForImageClassification(PerceiverIOClassifier):
             labels=labels,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            num_items_in_batch=kwargs.get("num_items_in_batch"),
-            interpolate_pos_encoding=interpolate_pos_encoding,
+            adapter_kwargs={"interpolate_pos_encoding": interpolate_pos_encoding},
+            **kwargs,
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers.utils import can_return_tuple
 
-from ..modeling import PerceiverIOClassifierOutput, select_inputs
+from ..core.modeling import select_inputs
+from ..core.outputs import PerceiverIOClassifierOutput
 from .classification import PerceiverIOClassifier
 
 
@@ -45,5 +46,5 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
             labels=labels,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            num_items_in_batch=kwargs.get("num_items_in_batch"),
+            **kwargs,
         )
