@@ -60,13 +60,11 @@ class OutputQueries(nn.Module):
     `subsampled_points` keyword in `num_queries` and `forward`: the flat indices of the outputs to decode.
     """
 
+    num_channels: int  # channels of each query (an attribute or a property)
+
     @classmethod
     def from_config(cls, config: PerceiverIOConfig, **spec) -> OutputQueries:
         return cls(**spec)
-
-    @property
-    def num_channels(self) -> int:
-        raise NotImplementedError
 
     def num_queries(self, inputs: InputArray) -> int:
         raise NotImplementedError
@@ -122,11 +120,7 @@ class InputQueries(OutputQueries):
 
     def __init__(self, num_channels: int):
         super().__init__()
-        self._num_channels = int(num_channels)
-
-    @property
-    def num_channels(self) -> int:
-        return self._num_channels
+        self.num_channels = int(num_channels)
 
     def num_queries(self, inputs: InputArray) -> int:
         return inputs.length

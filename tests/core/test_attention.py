@@ -102,7 +102,9 @@ def test_input_array_adds_or_concatenates_positions():
 
 def test_layer_adds_query_residual_and_mlp():
     config = PerceiverIOConfig(attn_implementation="eager")
-    layer = perturb_(PerceiverIOLayer(config, 12, 20, 16, 24, 4, 2, is_cross_attention=True, use_query_residual=True)).eval()
+    layer = perturb_(PerceiverIOLayer(
+        config, 12, widening_factor=2, kv_dim=20, qk_channels=16, v_channels=24, num_heads=4, is_cross_attention=True
+    )).eval()
     queries, inputs = torch.randn(2, 5, 12), torch.randn(2, 9, 20)
     with torch.no_grad():
         output, _ = layer(queries, inputs)

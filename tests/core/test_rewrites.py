@@ -21,7 +21,9 @@ def cross_attention_layer(
     chunk: int | None = None, dropout: float = 0.0,
 ) -> PerceiverIOLayer:
     config = PerceiverIOConfig(attn_implementation=implementation, input_chunk_size=chunk, attention_probs_dropout_prob=dropout)
-    layer = PerceiverIOLayer(config, query_dim, kv_dim, qk, v, num_heads, 1, is_cross_attention=True)
+    layer = PerceiverIOLayer(
+        config, query_dim, kv_dim=kv_dim, qk_channels=qk, v_channels=v, num_heads=num_heads, is_cross_attention=True
+    )
     return perturb_(layer, scale=0.5).eval()
 
 

@@ -50,7 +50,7 @@ def eager_attention_forward(
 
 
 def attention_function(module: nn.Module, output_attentions: bool) -> Callable:
-    """The configured attention implementation; eager when the weights are asked for (only it returns them)."""
+    """The configured attention implementation; eager when the weights are asked for (it alone returns them)."""
     implementation = module.config._attn_implementation
     if output_attentions or implementation in (None, "eager"):
         return eager_attention_forward
@@ -120,6 +120,15 @@ class PerceiverIOAttention(nn.Module):
         """Dropout on the attention weights, in training only."""
         return self.config.attention_probs_dropout_prob if self.training else 0.0
 
+    def attend(
+        self, query, key, value, attention_mask=None, output_attentions: bool = False, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(batch, heads, N | M, d)` queries, keys and values -> `(batch, N, heads, d_v)` outputs and the weights,
+        through the configured attention implementation (with this attention's scaling and dropout)."""
+        attend = attention_function(self, output_attentions)
+        kwargs.setdefault("is_causal", self.is_causal)
+        return attend(self, query, key, value, attention_mask, scaling=self.scaling, dropout=self.dropout, **kwargs)
+
     def split_heads(self, x: torch.Tensor, head_dim: int) -> torch.Tensor:
         """`(batch, M, heads * head_dim)` -> `(batch, heads, M, head_dim)`."""
         return x.view(x.shape[0], x.shape[1], self.num_heads, head_dim).transpose(1, 2)
@@ -156,17 +165,8 @@ class PerceiverIOAttention(nn.Module):
             key = self.split_heads(self.key(normed), self.qk_head_dim)
             key_values = KeyValues(key, self.split_heads(self.value(normed), self.v_head_dim))
 
-        attn_output, attn_weights = attention_function(self, output_attentions)(
-            self,
-            query,
-            key_values.key,
-            key_values.value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.dropout,
-            is_causal=self.is_causal,
-            **kwargs,
-        )  # (batch, N, heads, v_head_dim)
+        key, value = key_values.key, key_values.value
+        attn_output, attn_weights = self.attend(query, key, value, attention_mask, output_attentions, **kwargs)
         attn_output = attn_output.reshape(batch_size, num_queries, self.v_channels)
         attn_output = zero_rows_without_keys(attn_output, attention_mask)
         return self.output(attn_output), (attn_weights if output_attentions else None)
@@ -215,25 +215,14 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
         self,
         config: PerceiverIOConfig,
         query_dim: int,
-        kv_dim: int,
-        qk_channels: int,
-        v_channels: int,
-        num_heads: int,
-        widening_factor: int,
-        is_cross_attention: bool,
+        widening_factor: int = 1,
         use_query_residual: bool = True,
+        **attention,
     ):
+        """`attention`: `PerceiverIOAttention`'s other arguments (`kv_dim`, `qk_channels`, `v_channels`,
+        `num_heads`, `is_cross_attention`); its output has the queries' width."""
         super().__init__()
-        self.attention = PerceiverIOAttention(
-            config,
-            query_dim=query_dim,
-            kv_dim=kv_dim,
-            qk_channels=qk_channels,
-            v_channels=v_channels,
-            output_channels=query_dim,
-            num_heads=num_heads,
-            is_cross_attention=is_cross_attention,
-        )
+        self.attention = PerceiverIOAttention(config, query_dim=query_dim, output_channels=query_dim, **attention)
         self.use_query_residual = use_query_residual
         self.mlp_norm = nn.LayerNorm(query_dim, eps=config.layer_norm_eps)
         self.mlp = PerceiverIOMLP(config, query_dim, widening_factor)

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from ..configuration import PerceiverIOConfig
 from ..from_transformers import load_transformers_checkpoint, transformers_source_config
@@ -43,11 +44,12 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
         elif isinstance(module, TrainableQueries):
             init.normal_(module.queries, mean=0.0, std=std)
 
-    def output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
-        """transformers' convention for every forward: flags left at `None` take the config's value."""
-        return (
-            self.config.output_attentions if output_attentions is None else output_attentions,
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+    def output_flags(self, kwargs: dict) -> tuple[bool, bool]:
+        """`output_attentions` and `output_hidden_states` of a forward's keyword arguments; left out (or `None`),
+        they take the config's value, as in every transformers model."""
+        return tuple(
+            getattr(self.config, name) if kwargs.get(name) is None else kwargs[name]
+            for name in ("output_attentions", "output_hidden_states")
         )
 
     @classmethod
@@ -112,17 +114,15 @@ class PerceiverIOModel(PerceiverIOPreTrainedModel):
         self,
         inputs: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         interpolate_pos_encoding: bool = False,
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOModelOutput:
         if pixel_values is not None and input_ids is not None:
             raise ValueError("You cannot use both `pixel_values` and `input_ids`.")
         inputs = select_inputs(inputs, pixel_values if pixel_values is not None else input_ids, "inputs")
-        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
+        output_attentions, output_hidden_states = self.output_flags(kwargs)
         _, encoded = self.encode(
             inputs,
             attention_mask=attention_mask,

@@ -22,22 +22,18 @@ class PerceiverIOHead(PerceiverIOPreTrainedModel):
         self.decoder = PerceiverIODecoder(config, output_channels=output_channels)
 
     def encode(
-        self,
-        inputs,
-        attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **adapter_kwargs,
+        self, inputs, attention_mask: torch.Tensor | None = None, adapter_kwargs: dict | None = None, **kwargs
     ) -> tuple[InputArray, PerceiverIOModelOutput, bool]:
-        """The input array, the encoder's output, and whether attention weights were asked for (flags left at
-        `None` take the config's value)."""
-        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
+        """The input array, the encoder's output, and whether attention weights were asked for. `kwargs` are the
+        forward's transformers keyword arguments: `output_attentions` and `output_hidden_states` (left out, they
+        take the config's value) are read here, the rest is for the loss."""
+        output_attentions, output_hidden_states = self.output_flags(kwargs)
         input_array, encoded = self.perceiver.encode(
             inputs,
             attention_mask=attention_mask,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            **adapter_kwargs,
+            **(adapter_kwargs or {}),
         )
         return input_array, encoded, output_attentions
 

@@ -7,6 +7,8 @@ their input argument, so both are thin subclasses of `PerceiverIOClassifier`.
 from __future__ import annotations
 
 import torch
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 
 from ..configuration import PerceiverIOConfig
 from ..core.outputs import PerceiverIOClassifierOutput
@@ -28,23 +30,19 @@ class PerceiverIOClassifier(PerceiverIOHead):
         inputs: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         adapter_kwargs: dict | None = None,
-        **loss_kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         """Logits (and the loss when `labels` are given) for `inputs` as the input adapter takes them.
 
         `labels`: class indices for a cross-entropy loss; floats of shape `(batch, num_labels)` for multi-label
-        classification; a regression loss when `num_labels == 1` (transformers' `problem_type` rules).
-        `loss_kwargs` (e.g. `Trainer`'s `num_items_in_batch`) go to transformers' `loss_function`.
+        classification; a regression loss when `num_labels == 1` (transformers' `problem_type` rules). `kwargs`
+        (e.g. `Trainer`'s `num_items_in_batch`) go on to transformers' `loss_function`.
         """
-        input_array, encoded, output_attentions = self.encode(
-            inputs, attention_mask, output_attentions, output_hidden_states, **(adapter_kwargs or {})
-        )
+        input_array, encoded, output_attentions = self.encode(inputs, attention_mask, adapter_kwargs, **kwargs)
         decoded, decoder_weights = self.decoder(
             encoded.last_hidden_state, input_array, output_attentions=output_attentions
         )
         logits = self.output_adapter(decoded)
-        loss = None if labels is None else self.loss_function(labels, logits, self.config, **loss_kwargs)
+        loss = None if labels is None else self.loss_function(labels, logits, self.config, **kwargs)
         return self.head_output(PerceiverIOClassifierOutput, encoded, decoder_weights, loss=loss, logits=logits)

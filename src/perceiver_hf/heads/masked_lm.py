@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from ..configuration import PerceiverIOConfig
 from ..core.modeling import select_inputs
@@ -60,11 +61,9 @@ class PerceiverIOForMaskedLM(PerceiverIOHead):
         self,
         inputs: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOMaskedLMOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
@@ -78,9 +77,7 @@ class PerceiverIOForMaskedLM(PerceiverIOHead):
         Returns logits of shape `(batch_size, sequence_length, vocab_size)`: one row per input position.
         """
         input_ids = select_inputs(inputs, input_ids, "input_ids")
-        input_array, encoded, output_attentions = self.encode(
-            input_ids, attention_mask, output_attentions, output_hidden_states
-        )
+        input_array, encoded, output_attentions = self.encode(input_ids, attention_mask, **kwargs)
         embeddings = self.perceiver.input_adapter.embeddings
         # Logits are computed per decoded block: the (batch, length, d_model) decoder output never exists whole.
         logits, decoder_weights = self.decoder(

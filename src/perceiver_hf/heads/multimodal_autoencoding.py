@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from ..configuration import PerceiverIOConfig
 from ..core.outputs import PerceiverIOMultimodalAutoencodingOutput
@@ -106,14 +107,12 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOHead):
         inputs: Mapping[str, torch.Tensor] | None = None,
         attention_mask: torch.Tensor | None = None,
         subsampled_output_points: Mapping[str, torch.Tensor | None] | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         labels: Mapping[str, torch.Tensor] | torch.Tensor | None = None,
         chunk_size: int | None = None,
         image: torch.Tensor | None = None,
         audio: torch.Tensor | None = None,
         label: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOMultimodalAutoencodingOutput:
         r"""
         inputs (`dict[str, torch.Tensor]`):
@@ -135,8 +134,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOHead):
             of tensors that transformers' default data collator and `Trainer` handle as they are.
         """
         inputs = self.perceiver.input_adapter.gather(inputs, image=image, audio=audio, label=label)
-        flags = (output_attentions, output_hidden_states)
-        input_array, encoded, output_attentions = self.encode(inputs, attention_mask, *flags)
+        input_array, encoded, output_attentions = self.encode(inputs, attention_mask, **kwargs)
         latents, points = encoded.last_hidden_state, subsampled_output_points
         logits, decoder_weights = self.decode(latents, input_array, points, chunk_size, output_attentions)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from ..configuration import PerceiverIOConfig
 from ..core.outputs import PerceiverIOClassifierOutput
@@ -43,10 +44,8 @@ class PerceiverIOForOpticalFlow(PerceiverIOHead):
         self,
         inputs: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         r"""
         inputs (`torch.Tensor` of shape `(batch_size, 2, 27, height, width)`):
@@ -58,9 +57,7 @@ class PerceiverIOForOpticalFlow(PerceiverIOHead):
         """
         if inputs is None:
             raise ValueError("You have to specify `inputs`: two frames of 3x3 patches, (batch, 2, 27, height, width).")
-        input_array, encoded, output_attentions = self.encode(
-            inputs, attention_mask, output_attentions, output_hidden_states
-        )
+        input_array, encoded, output_attentions = self.encode(inputs, attention_mask, **kwargs)
         flow, decoder_weights = self.decoder(
             encoded.last_hidden_state, input_array, output_attentions=output_attentions
         )

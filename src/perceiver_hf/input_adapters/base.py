@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -27,16 +29,18 @@ class InputAdapter(nn.Module):
     """Base of the input adapters (DeepMind's "preprocessors").
 
     Subclasses are built from their `config.input_adapter` dict by `from_config` and return an `InputArray`
-    whose channel count is `num_channels`.
+    whose channel count is `num_channels`. `config_defaults` names the constructor arguments that, left out of
+    the dict, take the value of a config field (e.g. `{"num_channels": "d_model"}`).
     """
+
+    config_defaults: ClassVar[dict[str, str]] = {}
+    num_channels: int  # channels of the input array it returns (an attribute or a property)
 
     @classmethod
     def from_config(cls, config: PerceiverIOConfig, **spec) -> InputAdapter:
+        for argument, field in cls.config_defaults.items():
+            spec.setdefault(argument, getattr(config, field))
         return cls(**spec)
-
-    @property
-    def num_channels(self) -> int:
-        raise NotImplementedError
 
     def forward(self, inputs: torch.Tensor, **kwargs) -> InputArray:
         raise NotImplementedError
@@ -45,23 +49,16 @@ class InputAdapter(nn.Module):
 class ArrayInputAdapter(InputAdapter):
     """For inputs that already are `(batch, M, channels)` arrays."""
 
+    config_defaults = {"num_channels": "d_model"}
+
     def __init__(self, num_channels: int):
         super().__init__()
-        self._num_channels = int(num_channels)
-
-    @classmethod
-    def from_config(cls, config: PerceiverIOConfig, **spec) -> ArrayInputAdapter:
-        spec.setdefault("num_channels", config.d_model)
-        return cls(**spec)
-
-    @property
-    def num_channels(self) -> int:
-        return self._num_channels
+        self.num_channels = int(num_channels)
 
     def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> InputArray:
-        if inputs.ndim != 3 or inputs.shape[-1] != self._num_channels:
+        if inputs.ndim != 3 or inputs.shape[-1] != self.num_channels:
             raise ValueError(
-                f"Expected inputs of shape (batch, length, {self._num_channels}), got {tuple(inputs.shape)}. "
+                f"Expected inputs of shape (batch, length, {self.num_channels}), got {tuple(inputs.shape)}. "
                 "Set `d_model` (or the input adapter's `num_channels`) to the channel count of your inputs."
             )
         if not inputs.is_floating_point():

@@ -23,18 +23,11 @@ from .base import InputAdapter
 class OneHotInputAdapter(InputAdapter):
     """A `(batch, num_classes)` vector (one-hot label, or class scores) as a single input row."""
 
+    config_defaults = {"num_classes": "num_labels"}
+
     def __init__(self, num_classes: int):
         super().__init__()
-        self.num_classes = int(num_classes)
-
-    @classmethod
-    def from_config(cls, config: PerceiverIOConfig, **spec) -> OneHotInputAdapter:
-        spec.setdefault("num_classes", config.num_labels)
-        return cls(**spec)
-
-    @property
-    def num_channels(self) -> int:
-        return self.num_classes
+        self.num_classes = self.num_channels = int(num_classes)
 
     def forward(self, label: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> InputArray:
         if not isinstance(label, torch.Tensor) or label.ndim != 2 or label.shape[-1] != self.num_classes:

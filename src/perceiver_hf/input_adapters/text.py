@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..configuration import PerceiverIOConfig
 from ..input_array import InputArray
 from ..position import TrainablePositionEncoding
 from .base import InputAdapter
@@ -26,6 +25,8 @@ class TextInputAdapter(InputAdapter):
         num_channels: embedding width (`config.d_model` by default).
     """
 
+    config_defaults = {"num_channels": "d_model"}
+
     def __init__(self, vocab_size: int = 262, max_position_embeddings: int = 2048, num_channels: int = 768):
         super().__init__()
         self.vocab_size = int(vocab_size)
@@ -33,11 +34,6 @@ class TextInputAdapter(InputAdapter):
         # `embeddings` is what `get_input_embeddings` returns and what the masked-LM logits are tied to.
         self.embeddings = nn.Embedding(self.vocab_size, num_channels)
         self.position_encoding = TrainablePositionEncoding(self.max_position_embeddings, num_channels)
-
-    @classmethod
-    def from_config(cls, config: PerceiverIOConfig, **spec) -> TextInputAdapter:
-        spec.setdefault("num_channels", config.d_model)
-        return cls(**spec)
 
     @property
     def num_channels(self) -> int:

@@ -9,6 +9,28 @@ from typing import Any
 DEEPMIND_GELU = "gelu_pytorch_tanh"
 
 
+def deepmind_core(
+    num_latents: int,
+    d_latents: int,
+    num_blocks: int,
+    num_self_attends_per_block: int,
+    num_self_attention_heads: int,
+    num_cross_attention_heads: int,
+    **more,
+) -> dict[str, Any]:
+    """Core fields of a DeepMind model: its latents, encoder blocks and heads (and DeepMind's GELU)."""
+    return {
+        "num_latents": num_latents,
+        "d_latents": d_latents,
+        "num_blocks": num_blocks,
+        "num_self_attends_per_block": num_self_attends_per_block,
+        "num_self_attention_heads": num_self_attention_heads,
+        "num_cross_attention_heads": num_cross_attention_heads,
+        **more,
+        "hidden_act": DEEPMIND_GELU,
+    }
+
+
 def fourier_position_encoding(
     num_bands: int, max_resolution, concat_pos: bool = True, sine_only: bool = False
 ) -> dict[str, Any]:

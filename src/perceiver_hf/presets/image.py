@@ -5,19 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .components import DEEPMIND_GELU, as_pair, fourier_position_encoding, pop_options, trainable_position_encoding
+from .components import as_pair, deepmind_core, fourier_position_encoding, pop_options, trainable_position_encoding
 
 IMAGENET_SIZE = (224, 224)
 # The latent core of all three ImageNet models (62.3M parameters with learned positions).
-IMAGENET_CORE: dict[str, Any] = {
-    "num_latents": 512,
-    "d_latents": 1024,
-    "num_blocks": 8,
-    "num_self_attends_per_block": 6,
-    "num_self_attention_heads": 8,
-    "num_cross_attention_heads": 1,
-    "hidden_act": DEEPMIND_GELU,
-}
+IMAGENET_CORE = deepmind_core(
+    num_latents=512, d_latents=1024, num_blocks=8, num_self_attends_per_block=6,
+    num_self_attention_heads=8, num_cross_attention_heads=1,
+)
 
 
 def image_adapter_config(

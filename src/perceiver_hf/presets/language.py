@@ -5,21 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .components import DEEPMIND_GELU
+from .components import deepmind_core
 from .image import classification_decoder_config
 
 # The encoder of `language_perceiver_io_bytes` (201M parameters with the masked-LM decoder).
-LANGUAGE_CORE: dict[str, Any] = {
-    "num_latents": 256,
-    "d_latents": 1280,
-    "d_model": 768,
-    "num_blocks": 1,
-    "num_self_attends_per_block": 26,
-    "num_self_attention_heads": 8,
-    "num_cross_attention_heads": 8,
-    "qk_channels": 256,
-    "hidden_act": DEEPMIND_GELU,
-}
+LANGUAGE_CORE = deepmind_core(
+    num_latents=256, d_latents=1280, num_blocks=1, num_self_attends_per_block=26,
+    num_self_attention_heads=8, num_cross_attention_heads=8, d_model=768, qk_channels=256,
+)
 BYTE_VOCAB_SIZE = 262  # 256 bytes + 6 special tokens (PerceiverTokenizer)
 
 

@@ -6,19 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..position import build_position_encoding
-from .components import DEEPMIND_GELU, fourier_position_encoding, pop_options
+from .components import deepmind_core, fourier_position_encoding, pop_options
 
 # The frame size DeepMind's model was trained on; the pipeline tiles larger frames into it.
 OPTICAL_FLOW_TRAIN_SIZE = (368, 496)
-OPTICAL_FLOW_CORE: dict[str, Any] = {
-    "num_latents": 2048,
-    "d_latents": 512,
-    "num_blocks": 1,
-    "num_self_attends_per_block": 24,
-    "num_self_attention_heads": 16,
-    "num_cross_attention_heads": 1,
-    "hidden_act": DEEPMIND_GELU,
-}
+OPTICAL_FLOW_CORE = deepmind_core(
+    num_latents=2048, d_latents=512, num_blocks=1, num_self_attends_per_block=24,
+    num_self_attention_heads=16, num_cross_attention_heads=1,
+)
 
 
 def flow_adapter_config(

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .components import DEEPMIND_GELU, as_pair, fourier_position_encoding, pop_options
+from .components import as_pair, deepmind_core, fourier_position_encoding, pop_options
 from .image import IMAGENET_SIZE
 
-VIDEO_AUTOENCODING_CORE: dict[str, Any] = {
-    "num_latents": 784,
-    "d_latents": 512,
-    "d_model": 704,
-    "num_blocks": 1,
-    "num_self_attends_per_block": 8,
-    "num_self_attention_heads": 8,
-    "num_cross_attention_heads": 1,
-    "hidden_act": DEEPMIND_GELU,
-}
+VIDEO_AUTOENCODING_CORE = deepmind_core(
+    num_latents=784, d_latents=512, num_blocks=1, num_self_attends_per_block=8,
+    num_self_attention_heads=8, num_cross_attention_heads=1, d_model=704,
+)
 _COMPONENT_OPTIONS = (
     "spatial_patch_size",
     "image_num_bands",

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ...input_array import InputArray
-from ..attention import KeyValues, LayerMaps, attention_function, zero_rows_without_keys
+from ..attention import KeyValues, LayerMaps, zero_rows_without_keys
 
 
 class AbsorbedQueryOutputAttention:
@@ -61,16 +61,9 @@ class AbsorbedQueryOutputAttention:
         extra = normalized.new_zeros(normalized.shape[:-1] + (key_values.key.shape[-1] - normalized.shape[-1],))
         extra[..., 0] = 1.0  # the offset channel; any others are padding
         queries = torch.cat([normalized, extra], dim=-1)[:, None].expand(-1, attention.num_heads, -1, -1)
-        attn_output, attn_weights = attention_function(attention, output_attentions)(
-            attention,
-            queries,
-            key_values.key,
-            key_values.value,
-            attention_mask,
-            scaling=attention.scaling,
-            dropout=attention.dropout,
-            is_causal=False,
-        )  # (batch, N, heads, output_channels + padding)
+        key, value = key_values.key, key_values.value
+        # (batch, N, heads, output_channels + padding)
+        attn_output, attn_weights = attention.attend(queries, key, value, attention_mask, output_attentions)
         attn_output = attn_output[..., : maps.output.out_features]
         attn_output = attn_output.sum(dim=2) if attention.num_heads > 1 else attn_output[:, :, 0]
         attn_output = zero_rows_without_keys(attn_output, attention_mask)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ...input_array import InputArray
-from ..attention import LayerMaps, attention_function, zero_rows_without_keys
+from ..attention import LayerMaps, zero_rows_without_keys
 
 
 class FoldedKeyValueAttention:
@@ -51,16 +51,7 @@ class FoldedKeyValueAttention:
         query = torch.einsum("bhnd,hdc->bhnc", query, key_weight)
         inputs = normalized[:, None].expand(-1, heads, -1, -1)  # one "head" shared by all heads
 
-        attn_output, attn_weights = attention_function(attention, output_attentions)(
-            attention,
-            query,
-            inputs,
-            inputs,
-            attention_mask,
-            scaling=attention.scaling,
-            dropout=attention.dropout,
-            is_causal=False,
-        )  # (batch, N, heads, kv_dim)
+        attn_output, attn_weights = attention.attend(query, inputs, inputs, attention_mask, output_attentions)
 
         value_weight = maps.value.weight.view(heads, v_dim, -1) * maps.kv_norm.weight
         value_offset = nn.functional.linear(maps.kv_norm.bias, maps.value.weight, maps.value.bias)
