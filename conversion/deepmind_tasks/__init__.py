@@ -57,6 +57,33 @@ class DeepMindTask:
         return f"{DEEPMIND_BUCKET}/{self.filename}"
 
 
+def official_encoder(
+    z_index_dim: int,
+    num_z_channels: int,
+    num_blocks: int,
+    num_self_attends_per_block: int,
+    num_self_attend_heads: int,
+    num_cross_attend_heads: int,
+    **more,
+) -> dict[str, Any]:
+    """DeepMind's `PerceiverEncoder` arguments as a colab gives them: the sizes, the settings the colabs share, and
+    the task's own (`more`)."""
+    return {
+        "num_self_attends_per_block": num_self_attends_per_block,
+        "num_blocks": num_blocks,
+        "z_index_dim": z_index_dim,
+        "num_z_channels": num_z_channels,
+        "num_cross_attend_heads": num_cross_attend_heads,
+        "num_self_attend_heads": num_self_attend_heads,
+        "cross_attend_widening_factor": 1,
+        "self_attend_widening_factor": 1,
+        "dropout_prob": 0.0,
+        "z_pos_enc_init_scale": 0.02,
+        "cross_attention_shape_for_attn": "kv",
+        **more,
+    }
+
+
 def core_config(encoder: dict[str, Any]) -> dict[str, Any]:
     """`PerceiverEncoder` keyword arguments -> PerceiverIOConfig core fields."""
     return {

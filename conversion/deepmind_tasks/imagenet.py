@@ -18,22 +18,12 @@ from perceiver_hf.presets import (
 )
 
 from ..haiku_checkpoint import HaikuParams
-from . import DeepMindTask, core_config
+from . import DeepMindTask, core_config, official_encoder
 
-_ENCODER = {
-    "num_self_attends_per_block": 6,
-    "num_blocks": 8,
-    "z_index_dim": 512,
-    "num_z_channels": 1024,
-    "num_cross_attend_heads": 1,
-    "num_self_attend_heads": 8,
-    "cross_attend_widening_factor": 1,
-    "self_attend_widening_factor": 1,
-    "dropout_prob": 0.0,
-    "z_pos_enc_init_scale": 0.02,
-    "cross_attention_shape_for_attn": "kv",
-    "use_query_residual": True,
-}
+_ENCODER = official_encoder(
+    z_index_dim=512, num_z_channels=1024, num_blocks=8, num_self_attends_per_block=6, num_self_attend_heads=8,
+    num_cross_attend_heads=1, use_query_residual=True,
+)
 _PREPROCESSORS = {
     "learned": {
         "prep_type": "conv1x1",

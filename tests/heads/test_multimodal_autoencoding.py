@@ -7,25 +7,21 @@ whole model once per chunk of output indices. Ours must equal the concatenation 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from transformers import PerceiverConfig, PerceiverForMultimodalAutoencoding
+from transformers import PerceiverForMultimodalAutoencoding
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForMultimodalAutoencoding
-from tests.helpers import assert_parity, perturb_
+from perceiver_hf.presets import VIDEO_AUTOENCODING_CORE, transformers_sizes
+from tests.helpers import SMALL_CORE, assert_parity, perturb_, save_transformers_model
 
 # A small model with transformers' layout: 2 frames of 12x16 (non-square, to catch height/width swaps), 24 audio
 # samples in patches of 4, 80 classes. transformers fixes the Fourier bands (192 audio, 32 video).
 FRAMES, HEIGHT, WIDTH, SAMPLES, CLASSES = 2, 12, 16, 24, 80
 SMALL = dict(
-    num_latents=8,
-    d_latents=32,
+    SMALL_CORE,
     d_model=84,
     num_blocks=1,
-    num_self_attends_per_block=2,
-    num_self_attention_heads=4,
     num_cross_attention_heads=1,
     num_labels=CLASSES,
     image_size=3,
@@ -37,23 +33,7 @@ SMALL = dict(
     _label_trainable_num_channels=40,
 )
 # transformers' deepmind/multimodal-perceiver.
-OFFICIAL = dict(
-    num_latents=784,
-    d_latents=512,
-    d_model=704,
-    num_blocks=1,
-    num_self_attends_per_block=8,
-    num_self_attention_heads=8,
-    num_cross_attention_heads=1,
-    num_labels=700,
-)
-
-
-def save_transformers_model(folder: Path, **config) -> PerceiverForMultimodalAutoencoding:
-    model = PerceiverForMultimodalAutoencoding(PerceiverConfig(attention_probs_dropout_prob=0.0, **config))
-    perturb_(model.eval())
-    model.save_pretrained(folder)
-    return model
+OFFICIAL = transformers_sizes(VIDEO_AUTOENCODING_CORE, num_labels=700)
 
 
 def clip(batch: int = 2, frames: int = FRAMES, size=(HEIGHT, WIDTH), samples: int = SAMPLES, classes: int = CLASSES):
@@ -68,7 +48,7 @@ def clip(batch: int = 2, frames: int = FRAMES, size=(HEIGHT, WIDTH), samples: in
 def small_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("transformers")
     torch.manual_seed(0)
-    reference = save_transformers_model(folder, **SMALL)
+    reference = save_transformers_model(PerceiverForMultimodalAutoencoding, folder, **SMALL)
     return reference, folder
 
 
@@ -162,9 +142,7 @@ def test_official_size_matches_transformers(tmp_path):
     float64, but rounds differently). At 0.02 the outputs are O(1), like a trained model's, and parity holds
     with a wide margin (~2e-6)."""
     torch.manual_seed(0)
-    reference = PerceiverForMultimodalAutoencoding(PerceiverConfig(attention_probs_dropout_prob=0.0, **OFFICIAL))
-    perturb_(reference.eval(), scale=0.02)
-    reference.save_pretrained(tmp_path)
+    reference = save_transformers_model(PerceiverForMultimodalAutoencoding, tmp_path, noise=0.02, **OFFICIAL)
     inputs = clip(batch=1, frames=16, size=(224, 224), samples=30720, classes=700)
     points = {"image": torch.randperm(16 * 224 * 224)[:1500], "audio": torch.arange(0, 1920, 97), "label": None}
     with torch.no_grad():

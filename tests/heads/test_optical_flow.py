@@ -7,40 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import PerceiverConfig, PerceiverForOpticalFlow, Trainer, TrainingArguments
+from transformers import PerceiverForOpticalFlow, Trainer, TrainingArguments
 from transformers.models.perceiver.modeling_perceiver import space_to_depth as transformers_space_to_depth
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForOpticalFlow
 from perceiver_hf.input_adapters import space_to_depth
-from tests.helpers import assert_parity, perturb_, run_module
+from perceiver_hf.presets import OPTICAL_FLOW_CORE, transformers_sizes
+from tests.helpers import SMALL_CORE, assert_parity, perturb_, run_module
+from tests.helpers import save_transformers_model as save_reference
 
-SMALL = dict(
-    num_latents=8,
-    d_latents=32,
-    num_blocks=1,
-    num_self_attends_per_block=2,
-    num_self_attention_heads=4,
-    num_cross_attention_heads=1,
-)
-# transformers' deepmind/optical-flow-perceiver.
-OFFICIAL = dict(
-    num_latents=2048,
-    d_latents=512,
-    d_model=322,
-    num_blocks=1,
-    num_self_attends_per_block=24,
-    num_self_attention_heads=16,
-    num_cross_attention_heads=1,
-)
+SMALL = dict(SMALL_CORE, num_blocks=1, num_cross_attention_heads=1)
+# transformers' deepmind/optical-flow-perceiver (322 query channels: 64 of patch features, 258 of positions).
+OFFICIAL = transformers_sizes(OPTICAL_FLOW_CORE, d_model=322)
 
 
 def save_transformers_model(folder: Path, train_size, **config) -> torch.nn.Module:
-    model = PerceiverForOpticalFlow(
-        PerceiverConfig(train_size=list(train_size), attention_probs_dropout_prob=0.0, **config)
-    )
-    perturb_(model.eval())
-    model.save_pretrained(folder)
-    return model
+    return save_reference(PerceiverForOpticalFlow, folder, train_size=list(train_size), **config)
 
 
 def small_model(train_size=(6, 10), **overrides) -> PerceiverIOForOpticalFlow:

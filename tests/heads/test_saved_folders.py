@@ -10,26 +10,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from perceiver_hf import (
-    PerceiverIOForImageClassification,
-    PerceiverIOForMaskedLM,
-    PerceiverIOForMultimodalAutoencoding,
-    PerceiverIOForOpticalFlow,
-    PerceiverIOForSequenceClassification,
-    PerceiverIOModel,
-)
+import perceiver_hf
+from perceiver_hf import PerceiverIOForMaskedLM, PerceiverIOForMultimodalAutoencoding, PerceiverIOModel
 from tests.helpers import REPO, assert_parity
 
 FOLDERS = REPO / "tests" / "fixtures" / "previous_layout"
-HEADS = {
-    "image_classification_conv": PerceiverIOForImageClassification,
-    "image_classification_learned": PerceiverIOForImageClassification,
-    "masked_lm": PerceiverIOForMaskedLM,
-    "sequence_classification": PerceiverIOForSequenceClassification,
-    "optical_flow": PerceiverIOForOpticalFlow,
-    "multimodal_autoencoding": PerceiverIOForMultimodalAutoencoding,
-    "latents_only": PerceiverIOModel,
-}
+NAMES = sorted(folder.name for folder in FOLDERS.iterdir() if (folder / "config.json").is_file())
+
+
+def saved_head(folder) -> type:
+    """The class that saved the folder (one per head kind, and the bare encoder)."""
+    return getattr(perceiver_hf, json.loads((folder / "config.json").read_text())["architectures"][0])
 
 
 def example(folder) -> tuple[dict, dict]:
@@ -39,17 +30,24 @@ def example(folder) -> tuple[dict, dict]:
     return inputs, expected
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
+def test_every_head_kind_of_the_previous_layout_has_a_folder():
+    kinds = ("ImageClassification", "MaskedLM", "SequenceClassification", "OpticalFlow", "MultimodalAutoencoding")
+    expected = {PerceiverIOModel} | {getattr(perceiver_hf, f"PerceiverIOFor{kind}") for kind in kinds}
+    assert {saved_head(FOLDERS / name) for name in NAMES} == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_a_folder_saved_by_the_previous_layout_gives_the_same_outputs(name, implementation):
     folder = FOLDERS / name
     assert "decoder" in json.loads((folder / "config.json").read_text())  # the former name of `query_decoder`
-    model, info = HEADS[name].from_pretrained(folder, attn_implementation=implementation, output_loading_info=True)
+    head = saved_head(folder)
+    model, info = head.from_pretrained(folder, attn_implementation=implementation, output_loading_info=True)
     assert not info["missing_keys"] and not info["mismatched_keys"]
-    assert not info["unexpected_keys"] or HEADS[name] is PerceiverIOModel  # the bare encoder leaves the decoder out
+    assert not info["unexpected_keys"] or head is PerceiverIOModel  # the bare encoder leaves the decoder out
     inputs, expected = example(folder)
     with torch.no_grad():
-        if HEADS[name] is PerceiverIOForMultimodalAutoencoding:
+        if head is PerceiverIOForMultimodalAutoencoding:
             logits = model.eval()(inputs=dict(inputs, label=torch.zeros(1, 5))).logits
             for modality, values in logits.items():
                 assert_parity(values, expected[modality])

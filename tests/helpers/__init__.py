@@ -1,5 +1,5 @@
-"""What the tests share: the reference fixtures, parameter perturbation, the parity tolerance, and official sizes
-in transformers' terms."""
+"""What the tests share: the reference fixtures, parameter perturbation, the parity tolerance, and running the
+conversion tools."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -52,10 +51,20 @@ def perturb_(model: torch.nn.Module, scale: float = 0.1, seed: int = 0) -> torch
     return model
 
 
-def transformers_sizes(core: dict[str, Any], **extra) -> dict[str, Any]:
-    """A preset's core sizes (`perceiver_hf.presets.*_CORE`) as transformers' `PerceiverConfig` arguments: the same
-    names, without DeepMind's activation (transformers' checkpoints use the exact GELU)."""
-    return {**{name: value for name, value in core.items() if name != "hidden_act"}, **extra}
+# A small latent core: two blocks (their weights shared) of two self-attention layers of four heads.
+SMALL_CORE = {"num_latents": 8, "d_latents": 32, "num_blocks": 2, "num_self_attends_per_block": 2, "num_self_attention_heads": 4}
+
+
+def save_transformers_model(head: type | str, folder: Path, noise: float = 0.1, **config) -> torch.nn.Module:
+    """transformers' Perceiver `head` (the class, or its name in transformers) built from `PerceiverConfig(**config)`
+    without attention dropout, its weights perturbed (`perturb_`), saved in `folder` and returned in eval mode."""
+    import transformers
+
+    head = getattr(transformers, head) if isinstance(head, str) else head
+    model = head(transformers.PerceiverConfig(attention_probs_dropout_prob=0.0, **config))
+    perturb_(model.eval(), scale=noise)
+    model.save_pretrained(folder)
+    return model
 
 
 def run_module(module: str, *args, **kwargs) -> subprocess.CompletedProcess:

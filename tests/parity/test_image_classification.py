@@ -7,61 +7,32 @@ compares outputs in eager and SDPA attention, at small sizes and at the official
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from transformers import (
-    PerceiverConfig,
     PerceiverForImageClassificationConvProcessing,
     PerceiverForImageClassificationFourier,
     PerceiverForImageClassificationLearned,
 )
 
 from perceiver_hf import PerceiverIOForImageClassification
-from tests.helpers import assert_parity, perturb_, run_module
+from perceiver_hf.presets import IMAGENET_CORE, transformers_sizes
+from tests.helpers import SMALL_CORE, assert_parity, run_module, save_transformers_model
 
 VARIANTS = {
     "learned": PerceiverForImageClassificationLearned,
     "fourier": PerceiverForImageClassificationFourier,
     "conv": PerceiverForImageClassificationConvProcessing,
 }
-SMALL = dict(
-    num_latents=8,
-    d_latents=32,
-    d_model=16,
-    num_blocks=2,
-    num_self_attends_per_block=2,
-    num_self_attention_heads=4,
-    num_cross_attention_heads=1,
-    num_labels=7,
-)
+SMALL = dict(SMALL_CORE, d_model=16, num_cross_attention_heads=1, num_labels=7)
 # transformers' deepmind/vision-perceiver-* checkpoints.
-OFFICIAL = dict(
-    num_latents=512,
-    d_latents=1024,
-    d_model=512,
-    num_blocks=8,
-    num_self_attends_per_block=6,
-    num_self_attention_heads=8,
-    num_cross_attention_heads=1,
-    num_labels=1000,
-)
-
-
-def save_transformers_model(
-    variant: str, folder: Path, image_size: int, noise: float = 0.1, **config
-) -> torch.nn.Module:
-    model = VARIANTS[variant](PerceiverConfig(image_size=image_size, attention_probs_dropout_prob=0.0, **config))
-    perturb_(model.eval(), scale=noise)
-    model.save_pretrained(folder)
-    return model
+OFFICIAL = transformers_sizes(IMAGENET_CORE, d_model=512, num_labels=1000)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_small_models_match_transformers(variant, tmp_path):
     size = 16 if variant != "conv" else 32
-    reference = save_transformers_model(variant, tmp_path, image_size=size, **SMALL)
+    reference = save_transformers_model(VARIANTS[variant], tmp_path, image_size=size, **SMALL)
     pixel_values = torch.randn(2, 3, size, size)
     with torch.no_grad():
         expected = reference(inputs=pixel_values, output_attentions=True, output_hidden_states=True)
@@ -92,7 +63,7 @@ def test_official_size_models_match_transformers(variant, tmp_path):
     # well-conditioned while every weight still matters (as in the language test);
     # `test_official_size_fourier_model_matches_transformers_in_float64` checks the arithmetic exactly.
     size = 224 if variant == "learned" else 64
-    reference = save_transformers_model(variant, tmp_path, image_size=224, noise=0.02, **OFFICIAL)
+    reference = save_transformers_model(VARIANTS[variant], tmp_path, image_size=224, noise=0.02, **OFFICIAL)
     pixel_values = torch.randn(1, 3, size, size)
     with torch.no_grad():
         expected = reference(inputs=pixel_values).logits
@@ -118,7 +89,7 @@ def test_official_size_fourier_model_matches_transformers_in_float64(tmp_path, m
     remaining difference is float64 rounding, so agreement to 1e-10 proves the arithmetic is the same."""
     from transformers.models.perceiver import modeling_perceiver
 
-    reference = save_transformers_model("fourier", tmp_path, image_size=224, **OFFICIAL).double()
+    reference = save_transformers_model(VARIANTS["fourier"], tmp_path, image_size=224, **OFFICIAL).double()
     pixel_values = torch.randn(1, 3, 64, 64, dtype=torch.float64)
     # transformers builds positions in float32 and its frequency bands in the default dtype.
     monkeypatch.setattr(modeling_perceiver, "build_linear_positions", _float64_linear_positions)
@@ -149,7 +120,7 @@ def test_official_size_fourier_model_matches_transformers_in_float64(tmp_path, m
     ],
 )
 def test_losses_match_transformers(tmp_path, labels, problem_type):
-    reference = save_transformers_model("fourier", tmp_path, image_size=16, problem_type=problem_type, **SMALL)
+    reference = save_transformers_model(VARIANTS["fourier"], tmp_path, image_size=16, problem_type=problem_type, **SMALL)
     pixel_values = torch.randn(2, 3, 16, 16)
     model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
     with torch.no_grad():
@@ -158,7 +129,7 @@ def test_losses_match_transformers(tmp_path, labels, problem_type):
 
 
 def test_regression_loss_matches_transformers(tmp_path):
-    reference = save_transformers_model("fourier", tmp_path, image_size=16, **{**SMALL, "num_labels": 1})
+    reference = save_transformers_model(VARIANTS["fourier"], tmp_path, image_size=16, **{**SMALL, "num_labels": 1})
     pixel_values, labels = torch.randn(2, 3, 16, 16), torch.randn(2)
     model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
     with torch.no_grad():
@@ -166,7 +137,7 @@ def test_regression_loss_matches_transformers(tmp_path):
 
 
 def test_tuple_outputs_match_transformers(tmp_path):
-    reference = save_transformers_model("learned", tmp_path, image_size=16, **SMALL)
+    reference = save_transformers_model(VARIANTS["learned"], tmp_path, image_size=16, **SMALL)
     pixel_values = torch.randn(2, 3, 16, 16)
     model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
     with torch.no_grad():
@@ -179,7 +150,7 @@ def test_tuple_outputs_match_transformers(tmp_path):
 
 def test_convert_transformers_script_writes_a_reloadable_folder(tmp_path):
     source, target = tmp_path / "transformers", tmp_path / "converted"
-    reference = save_transformers_model("conv", source, image_size=32, **SMALL)
+    reference = save_transformers_model(VARIANTS["conv"], source, image_size=32, **SMALL)
     run_module("conversion.convert_transformers", source, "--output", target, check=True, capture_output=True)
     assert (target / "model.safetensors").is_file() and (target / "config.json").is_file()
     assert '"model_type": "perceiver_io"' in (target / "config.json").read_text()
@@ -192,7 +163,7 @@ def test_convert_transformers_script_writes_a_reloadable_folder(tmp_path):
 def test_bare_encoder_loads_a_transformers_classifier_checkpoint(tmp_path):
     from perceiver_hf import PerceiverIOModel
 
-    reference = save_transformers_model("fourier", tmp_path, image_size=16, **SMALL)
+    reference = save_transformers_model(VARIANTS["fourier"], tmp_path, image_size=16, **SMALL)
     pixel_values = torch.randn(1, 3, 16, 16)
     encoder = PerceiverIOModel.from_pretrained(tmp_path)
     with torch.no_grad():
@@ -202,7 +173,7 @@ def test_bare_encoder_loads_a_transformers_classifier_checkpoint(tmp_path):
 
 
 def test_interpolated_positions_match_transformers(tmp_path):
-    reference = save_transformers_model("learned", tmp_path, image_size=16, **SMALL)
+    reference = save_transformers_model(VARIANTS["learned"], tmp_path, image_size=16, **SMALL)
     pixel_values = torch.randn(2, 3, 24, 20)
     model = PerceiverIOForImageClassification.from_pretrained(tmp_path)
     with torch.no_grad():

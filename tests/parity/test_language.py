@@ -9,15 +9,14 @@ the comparison is on the input's positions.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from transformers import PerceiverConfig, PerceiverForMaskedLM, PerceiverForSequenceClassification, PerceiverTokenizer
+from transformers import PerceiverForMaskedLM, PerceiverForSequenceClassification, PerceiverTokenizer
 
 from conversion import convert_transformers
 from perceiver_hf import PerceiverIOForMaskedLM, PerceiverIOForSequenceClassification, PerceiverIOModel
-from tests.helpers import assert_parity, perturb_
+from perceiver_hf.presets import LANGUAGE_CORE, transformers_sizes
+from tests.helpers import SMALL_CORE, assert_parity, save_transformers_model
 
 HEADS = {
     "masked_lm": (PerceiverForMaskedLM, PerceiverIOForMaskedLM),
@@ -25,38 +24,10 @@ HEADS = {
 }
 # Two self-attention blocks exercise weight sharing; qk and v channels differ as in the official model.
 SMALL = dict(
-    num_latents=8,
-    d_latents=32,
-    d_model=16,
-    num_blocks=2,
-    num_self_attends_per_block=2,
-    num_self_attention_heads=4,
-    num_cross_attention_heads=4,
-    qk_channels=16,
-    v_channels=32,
-    max_position_embeddings=40,
-    num_labels=3,
+    SMALL_CORE, d_model=16, num_cross_attention_heads=4, qk_channels=16, v_channels=32, max_position_embeddings=40, num_labels=3
 )
 # transformers' deepmind/language-perceiver.
-OFFICIAL = dict(
-    num_latents=256,
-    d_latents=1280,
-    d_model=768,
-    num_blocks=1,
-    num_self_attends_per_block=26,
-    num_self_attention_heads=8,
-    num_cross_attention_heads=8,
-    qk_channels=256,
-    v_channels=1280,
-    max_position_embeddings=2048,
-)
-
-
-def save_transformers_model(head: str, folder: Path, noise: float = 0.1, **config) -> torch.nn.Module:
-    model = HEADS[head][0](PerceiverConfig(attention_probs_dropout_prob=0.0, **config))
-    perturb_(model.eval(), scale=noise)
-    model.save_pretrained(folder)
-    return model
+OFFICIAL = transformers_sizes(LANGUAGE_CORE, v_channels=1280, max_position_embeddings=2048)
 
 
 def padded_batch(lengths: list[int], total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +43,7 @@ def padded_batch(lengths: list[int], total: int | None = None) -> tuple[torch.Te
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_small_models_match_transformers_on_padded_batches(head, tmp_path):
-    reference = save_transformers_model(head, tmp_path, **SMALL)
+    reference = save_transformers_model(HEADS[head][0], tmp_path, **SMALL)
     input_ids, attention_mask = padded_batch([13, 9, 4])
     with torch.no_grad():
         expected = reference(inputs=input_ids, attention_mask=attention_mask, output_attentions=True, output_hidden_states=True)
@@ -102,7 +73,7 @@ def test_small_models_match_transformers_on_padded_batches(head, tmp_path):
 
 def test_masked_lm_loss_matches_transformers(tmp_path):
     # transformers' loss needs labels for all its positions, so the input is padded to the full length.
-    reference = save_transformers_model("masked_lm", tmp_path, **SMALL)
+    reference = save_transformers_model(HEADS["masked_lm"][0], tmp_path, **SMALL)
     input_ids, attention_mask = padded_batch([40, 17], total=40)
     labels = torch.full_like(input_ids, -100)
     labels[:, 3:9] = input_ids[:, 3:9]
@@ -121,7 +92,7 @@ def test_masked_lm_loss_matches_transformers(tmp_path):
     ids=["single_label", "multi_label", "regression"],
 )
 def test_sequence_classification_losses_match_transformers(tmp_path, num_labels, labels):
-    reference = save_transformers_model("sequence_classification", tmp_path, **{**SMALL, "num_labels": num_labels})
+    reference = save_transformers_model(HEADS["sequence_classification"][0], tmp_path, **{**SMALL, "num_labels": num_labels})
     input_ids, attention_mask = padded_batch([11, 6])
     model = PerceiverIOForSequenceClassification.from_pretrained(tmp_path)
     with torch.no_grad():
@@ -131,7 +102,7 @@ def test_sequence_classification_losses_match_transformers(tmp_path, num_labels,
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_tuple_outputs_match_transformers(head, tmp_path):
-    reference = save_transformers_model(head, tmp_path, **SMALL)
+    reference = save_transformers_model(HEADS[head][0], tmp_path, **SMALL)
     input_ids, attention_mask = padded_batch([40, 30], total=40)
     labels = input_ids.clone() if head == "masked_lm" else torch.tensor([1, 2])
     model = HEADS[head][1].from_pretrained(tmp_path)
@@ -149,7 +120,7 @@ def test_official_size_models_match_transformers(head, tmp_path):
     # With noise 0.1 on every weight, 27 layers of 1280 channels amplify float32 rounding ~2.5x per layer (the
     # activations grow past 100): both implementations then drift apart from rounding alone. 0.02 keeps the
     # network well-conditioned while still making every weight matter.
-    reference = save_transformers_model(head, tmp_path, noise=0.02, **OFFICIAL, num_labels=2)
+    reference = save_transformers_model(HEADS[head][0], tmp_path, noise=0.02, **OFFICIAL, num_labels=2)
     # A short padded input keeps the check quick; the architecture is the official one.
     input_ids, attention_mask = padded_batch([48, 20])
     input_ids, attention_mask = input_ids[:1], attention_mask[:1]
@@ -168,7 +139,7 @@ def test_official_size_models_match_transformers(head, tmp_path):
 
 def test_convert_transformers_script_writes_a_folder_with_the_tokenizer(tmp_path):
     source, target = tmp_path / "transformers", tmp_path / "converted"
-    reference = save_transformers_model("masked_lm", source, **SMALL)
+    reference = save_transformers_model(HEADS["masked_lm"][0], source, **SMALL)
     PerceiverTokenizer(model_max_length=SMALL["max_position_embeddings"]).save_pretrained(source)
     assert convert_transformers.main([str(source), "--output", str(target)]) == 0
     assert '"model_type": "perceiver_io"' in (target / "config.json").read_text()
@@ -181,7 +152,7 @@ def test_convert_transformers_script_writes_a_folder_with_the_tokenizer(tmp_path
 
 
 def test_bare_encoder_loads_a_transformers_masked_lm_checkpoint(tmp_path):
-    reference = save_transformers_model("masked_lm", tmp_path, **SMALL)
+    reference = save_transformers_model(HEADS["masked_lm"][0], tmp_path, **SMALL)
     input_ids, attention_mask = padded_batch([10, 7])
     encoder = PerceiverIOModel.from_pretrained(tmp_path)
     with torch.no_grad():

@@ -27,15 +27,6 @@ from tests.helpers import perturb_
 from tests.helpers.training_job import small_trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The small model trains fastest on one thread (see `run_demo`); other tests get the default back.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_digits_model_is_small_and_rebuilds_from_its_config(tmp_path):
     config = digits_config()
     model = PerceiverIOForImageClassification(config)

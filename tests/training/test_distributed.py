@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,13 +17,6 @@ JOB = REPO / "tests" / "helpers" / "training_job.py"
 STEPS = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The small model trains fastest on one thread (see `run_demo`); other tests get the default back.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def free_port() -> int:

@@ -10,15 +10,6 @@ from transformers import TrainerCallback
 from tests.helpers.training_job import small_trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The small model trains fastest on one thread (see `run_demo`); other tests get the default back.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class Interrupted(RuntimeError):
     pass
 

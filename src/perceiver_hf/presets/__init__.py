@@ -5,7 +5,7 @@ task that puts them together (what `PerceiverIOConfig.for_*` build).
 Tests, benchmarks and converters take official sizes from here rather than writing them out again.
 """
 
-from .components import DEEPMIND_GELU, fourier_position_encoding, trainable_position_encoding
+from .components import DEEPMIND_GELU, fourier_position_encoding, trainable_position_encoding, transformers_sizes
 from .image import (
     IMAGENET_CORE,
     IMAGENET_SIZE,
@@ -57,4 +57,5 @@ __all__ = [
     "sequence_classification",
     "text_adapter_config",
     "trainable_position_encoding",
+    "transformers_sizes",
 ]

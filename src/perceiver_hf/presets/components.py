@@ -31,6 +31,12 @@ def deepmind_core(
     }
 
 
+def transformers_sizes(core: dict[str, Any], **extra) -> dict[str, Any]:
+    """A core's sizes as arguments of transformers' `PerceiverConfig` (the names are the same; transformers'
+    checkpoints use the exact GELU, so DeepMind's activation is left out), plus `extra` arguments."""
+    return {**{name: value for name, value in core.items() if name != "hidden_act"}, **extra}
+
+
 def fourier_position_encoding(
     num_bands: int, max_resolution, concat_pos: bool = True, sine_only: bool = False
 ) -> dict[str, Any]:
