@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import ModelCard
 from transformers import pipeline
 
-from conversion.convert_deepmind import build_config, convert_checkpoint, main
+from conversion.convert_deepmind import build_config, convert_checkpoint
 from conversion.deepmind_tasks import TASKS
 from perceiver_hf import PerceiverIOFlowProcessor
-from tests.helpers import FIXTURES_DIR, assert_parity, requires_fixtures
+from tests.helpers import FIXTURES_DIR, assert_parity, convert_fixture, requires_fixtures
 
 FIXTURE = FIXTURES_DIR / "optical_flow"
 TASK = TASKS["optical-flow"]
@@ -73,11 +72,7 @@ def test_unsupported_deepmind_variants_are_refused():
 def test_converted_folder_runs_in_the_pipeline(tmp_path):
     skimage = pytest.importorskip("skimage")
     output = tmp_path / "model"
-    arguments = ["--task", TASK.name, "--checkpoint", str(FIXTURE / "checkpoint.pystate")]
-    arguments += ["--deepmind-config", str(FIXTURE / "config.json"), "--output", str(output)]
-    assert main(arguments) == 0
-    assert {p.name for p in output.iterdir()} == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
-    card = ModelCard.load(output / "README.md")
+    card = convert_fixture(TASK.name, FIXTURE, output)
     assert "optical-flow" in card.data.tags and 'pipeline("optical-flow"' in card.text
     assert "custom architecture" in card.text
     processor = PerceiverIOFlowProcessor.from_pretrained(output)

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import ModelCard
 from transformers import pipeline
 
 import perceiver_hf  # noqa: F401  (registers the pipeline task)
-from conversion.convert_deepmind import build_config, convert_checkpoint, main
+from conversion.convert_deepmind import build_config, convert_checkpoint
 from conversion.deepmind_tasks import TASKS
-from tests.helpers import FIXTURES_DIR, assert_parity, requires_fixtures
+from tests.helpers import FIXTURES_DIR, assert_parity, convert_fixture, requires_fixtures
 
 FIXTURE = FIXTURES_DIR / "video_autoencoding"
 TASK = TASKS["video-autoencoding"]
@@ -76,11 +75,7 @@ def test_official_configuration_names_kinetics_classes():
 def test_converted_folder_runs_in_the_pipeline(tmp_path):
     skimage = pytest.importorskip("skimage")
     output = tmp_path / "model"
-    arguments = ["--task", TASK.name, "--checkpoint", str(FIXTURE / "checkpoint.pystate")]
-    arguments += ["--deepmind-config", str(FIXTURE / "config.json"), "--output", str(output)]
-    assert main(arguments) == 0
-    assert {p.name for p in output.iterdir()} == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
-    card = ModelCard.load(output / "README.md")
+    card = convert_fixture(TASK.name, FIXTURE, output)
     assert "video" in card.data.tags and "pipeline(\"video-autoencoding\"" in card.text
 
     clip = Path(skimage.__file__).parent / "data" / "no_time_for_that_tiny.gif"

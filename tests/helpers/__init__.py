@@ -67,6 +67,20 @@ def save_transformers_model(head: type | str, folder: Path, noise: float = 0.1, 
     return model
 
 
+def convert_fixture(task: str, fixture: Path, output: Path):
+    """DeepMind's reference `fixture` (its checkpoint and constructor arguments) converted by `convert_deepmind`'s
+    command line into `output`; checks the Hub-ready folder's files and returns its model card."""
+    from huggingface_hub import ModelCard
+
+    from conversion.convert_deepmind import main
+
+    arguments = ["--task", task, "--checkpoint", str(fixture / "checkpoint.pystate")]
+    assert main([*arguments, "--deepmind-config", str(fixture / "config.json"), "--output", str(output)]) == 0
+    files = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
+    assert {path.name for path in output.iterdir()} == files
+    return ModelCard.load(output / "README.md")
+
+
 def run_module(module: str, *args, **kwargs) -> subprocess.CompletedProcess:
     """`python -m module args` from the checkout's root, where the `conversion` tools run as modules."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, **kwargs)

@@ -49,7 +49,7 @@ class InputAdapter(nn.Module):
 class ArrayInputAdapter(InputAdapter):
     """For inputs that already are `(batch, M, channels)` arrays."""
 
-    config_defaults = {"num_channels": "d_model"}
+    config_defaults: ClassVar[dict[str, str]] = {"num_channels": "d_model"}
 
     def __init__(self, num_channels: int):
         super().__init__()

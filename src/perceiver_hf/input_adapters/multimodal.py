@@ -10,6 +10,7 @@ is always masked in DeepMind's model, so the autoencoder must infer it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from .base import InputAdapter
 class OneHotInputAdapter(InputAdapter):
     """A `(batch, num_classes)` vector (one-hot label, or class scores) as a single input row."""
 
-    config_defaults = {"num_classes": "num_labels"}
+    config_defaults: ClassVar[dict[str, str]] = {"num_classes": "num_labels"}
 
     def __init__(self, num_classes: int):
         super().__init__()

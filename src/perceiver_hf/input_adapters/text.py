@@ -8,6 +8,8 @@ which is what padding to the full length and masking the padding computes, witho
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -25,7 +27,7 @@ class TextInputAdapter(InputAdapter):
         num_channels: embedding width (`config.d_model` by default).
     """
 
-    config_defaults = {"num_channels": "d_model"}
+    config_defaults: ClassVar[dict[str, str]] = {"num_channels": "d_model"}
 
     def __init__(self, vocab_size: int = 262, max_position_embeddings: int = 2048, num_channels: int = 768):
         super().__init__()

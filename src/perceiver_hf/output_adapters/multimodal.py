@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ class ModalityOutputAdapter(nn.Module):
     logits).
     """
 
-    SIZES = {"audio": "samples_per_patch", "pixels": "num_channels", "classification": "num_classes"}
+    SIZES: ClassVar[dict[str, str]] = {"audio": "samples_per_patch", "pixels": "num_channels", "classification": "num_classes"}
 
     def __init__(self, in_channels: int, kind: str, **spec):
         super().__init__()
