@@ -162,33 +162,33 @@ class PerceiverIOConfig(PreTrainedConfig):
         self.input_adapter = {**adapter, "vocab_size": value}
 
     @classmethod
-    def for_image_classification(cls, variant: str = "learned", **options) -> PerceiverIOConfig:
+    def for_image_classification(cls, *args, **options) -> PerceiverIOConfig:
         """DeepMind's ImageNet architecture (`variant` "learned", "fourier" or "conv"), full size by default;
         see `presets.image_classification` (e.g. `num_latents=32, d_latents=64, num_blocks=1` for a small model)."""
-        return cls(**presets.image_classification(variant, **options))
+        return cls(**presets.image_classification(*args, **options))
 
     @classmethod
-    def for_multimodal_autoencoding(cls, **options) -> PerceiverIOConfig:
+    def for_multimodal_autoencoding(cls, *args, **options) -> PerceiverIOConfig:
         """DeepMind's Kinetics-700 video+audio+label autoencoder, full size by default; see
         `presets.multimodal_autoencoding`."""
-        return cls(**presets.multimodal_autoencoding(**options))
+        return cls(**presets.multimodal_autoencoding(*args, **options))
 
     @classmethod
-    def for_optical_flow(cls, **options) -> PerceiverIOConfig:
+    def for_optical_flow(cls, *args, **options) -> PerceiverIOConfig:
         """DeepMind's optical-flow architecture, full size by default; see `presets.optical_flow`."""
-        return cls(**presets.optical_flow(**options))
+        return cls(**presets.optical_flow(*args, **options))
 
     @classmethod
-    def for_masked_lm(cls, **options) -> PerceiverIOConfig:
+    def for_masked_lm(cls, *args, **options) -> PerceiverIOConfig:
         """DeepMind's byte-level masked language model, full size by default (201M parameters); see
         `presets.masked_lm`."""
-        return cls(**presets.masked_lm(**options))
+        return cls(**presets.masked_lm(*args, **options))
 
     @classmethod
-    def for_sequence_classification(cls, num_labels: int = 2, **options) -> PerceiverIOConfig:
+    def for_sequence_classification(cls, *args, **options) -> PerceiverIOConfig:
         """The language model's encoder with one learned query decoding `num_labels` logits; see
         `presets.sequence_classification`."""
-        return cls(**presets.sequence_classification(num_labels, **options))
+        return cls(**presets.sequence_classification(*args, **options))
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict[str, Any], dict[str, Any]]:
