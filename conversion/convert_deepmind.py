@@ -1,9 +1,9 @@
 """Convert DeepMind's original Perceiver IO checkpoints (Haiku pickles) into Hub-ready perceiver_hf folders.
 
-    python -m conversion.convert_deepmind --task imagenet-conv --output ./vision-perceiver-conv
-    python -m conversion.convert_deepmind --task imagenet-fourier --checkpoint ckpt.pystate \\
+    python conversion/convert_deepmind.py --task imagenet-conv --output ./vision-perceiver-conv
+    python conversion/convert_deepmind.py --task imagenet-fourier --checkpoint ckpt.pystate \\
         --deepmind-config config.json --output ./small-model
-    python -m conversion.convert_deepmind --task imagenet-learned --output ./vision-perceiver-learned \\
+    python conversion/convert_deepmind.py --task imagenet-learned --output ./vision-perceiver-learned \\
         --push-to-hub my-org/vision-perceiver-learned
 
 (run from the checkout's root).
@@ -35,6 +35,15 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__" and not __package__:
+    # Run as a file (`python conversion/convert_deepmind.py`): run it as the package module it is, from the checkout root,
+    # exactly as `python conversion/convert_deepmind.py` would.
+    import runpy
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    runpy.run_module("conversion.convert_deepmind", run_name="__main__", alter_sys=True)
+    sys.exit()
 
 import torch
 
@@ -219,7 +228,7 @@ def push_to_hub(folder: Path, repo_id: str, task: DeepMindTask) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m conversion.convert_deepmind",
+        prog="python conversion/convert_deepmind.py",
         description=__doc__,
         epilog=tasks_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,

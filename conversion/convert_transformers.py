@@ -1,6 +1,6 @@
 """Convert a transformers Perceiver checkpoint into a perceiver_hf folder (safetensors), checking the result.
 
-    python -m conversion.convert_transformers deepmind/vision-perceiver-learned --output ./vision-perceiver-learned
+    python conversion/convert_transformers.py deepmind/vision-perceiver-learned --output ./vision-perceiver-learned
 
 SRC is a local folder or a Hub repository id (with HF_HUB_OFFLINE=1, the local Hub cache). Processor files
 (`preprocessor_config.json`, tokenizer files) are copied along, so pipelines work on the output folder. The
@@ -14,6 +14,15 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run as a file (`python conversion/convert_transformers.py`): run it as the package module it is, from the checkout root,
+    # exactly as `python conversion/convert_transformers.py` would.
+    import runpy
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    runpy.run_module("conversion.convert_transformers", run_name="__main__", alter_sys=True)
+    sys.exit()
 
 import torch
 
@@ -58,7 +67,7 @@ def example_inputs(model) -> dict[str, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m conversion.convert_transformers",
+        prog="python conversion/convert_transformers.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

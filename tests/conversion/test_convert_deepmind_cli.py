@@ -30,7 +30,7 @@ from tests.helpers import FIXTURES_DIR, REPO, assert_parity, requires_fixtures
 from tests.helpers.haiku_pickles import official_structures, random_arrays, write_haiku_pickle
 from tests.helpers.local_http import FakeHub, hub_handler, serve
 
-COMMAND = [sys.executable, "-m", "conversion.convert_deepmind"]
+COMMAND = [sys.executable, str(REPO / "conversion" / "convert_deepmind.py")]  # as README runs it
 
 IMAGENET_FIXTURES = {
     "imagenet-learned": "imagenet_learned_position_encoding",
@@ -333,7 +333,7 @@ def test_push_to_hub_uploads_the_finished_folder(tmp_path):
                 "--push-to-hub",
                 "me/vision-perceiver",
             ],
-            cwd=REPO,
+            cwd=tmp_path,  # the script runs from any folder
             env=environment,
             capture_output=True,
             text=True,
