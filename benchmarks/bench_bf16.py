@@ -19,24 +19,25 @@ AVX-512 BF16) or emulated.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import bench_image_classification
+import bench_masked_lm
+import bench_optical_flow
 import numpy as np
 import torch
+from ceiling import machine_report, measure_ceilings
+from harness import load_perceiver_hf, save_same_weights
 
-BENCHMARKS = Path(__file__).resolve().parent
-REPO = BENCHMARKS.parent
-sys.path.insert(0, str(BENCHMARKS))
-sys.path.insert(0, str(REPO / "conversion"))
-from ceiling import machine_report, measure_ceilings  # noqa: E402
-from harness import load_perceiver_hf, save_same_weights  # noqa: E402
+import perceiver_hf
 
+REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "deepmind"
 MODES = ("bf16 weights", "autocast")
 
@@ -82,28 +83,31 @@ def accuracy_rows(name: str, results: dict, classes: dict[str, torch.Tensor | No
 # DeepMind fixtures ----------------------------------------------------------------------------------------------
 
 
-def fixture_runs():
+def convert_fixture(task: str, folder: str, checkpoint: str, output: Path):
+    """The fixture converted by the documented command (`conversion/convert_deepmind.py`), and its inputs."""
+    fixture = FIXTURES / folder
+    command = [sys.executable, str(REPO / "conversion" / "convert_deepmind.py"), "--task", task, "--checkpoint",
+               str(fixture / checkpoint), "--deepmind-config", str(fixture / "config.json"), "--output", str(output)]
+    subprocess.run(command, check=True, capture_output=True)
+    head = getattr(perceiver_hf, (perceiver_hf.PerceiverIOConfig.from_pretrained(output).architectures or [""])[0])
+    return head.from_pretrained(output).eval(), np.load(fixture / "io.npz")
+
+
+def fixture_runs(workspace: Path):
     """(task, model, call, class outputs) per fixture: the converted model and its fixture inputs."""
-    from convert_deepmind import convert_checkpoint
-    from deepmind_tasks import TASKS
-
-    def load(task, folder, checkpoint="checkpoint.pystate"):
-        config = json.loads((FIXTURES / folder / "config.json").read_text())
-        return convert_checkpoint(TASKS[task], FIXTURES / folder / checkpoint, config).eval(), np.load(FIXTURES / folder / "io.npz")
-
     for task, folder in (("imagenet-learned", "imagenet_learned_position_encoding"),
                          ("imagenet-fourier", "imagenet_fourier_position_encoding"),
                          ("imagenet-conv", "imagenet_conv_preprocessing")):
-        model, io = load(task, folder)
+        model, io = convert_fixture(task, folder, "checkpoint.pystate", workspace / task)
         pixels = torch.from_numpy(io["images"]).permute(0, 3, 1, 2)
         yield task, model, lambda m, x=pixels: {"logits": m(pixel_values=x).logits}, {"logits": None}
-    model, io = load("language", "language_perceiver_io_bytes", "checkpoint.pickle")
+    model, io = convert_fixture("language", "language_perceiver_io_bytes", "checkpoint.pickle", workspace / "language")
     ids, mask = torch.from_numpy(io["inputs"]).long(), torch.from_numpy(io["input_mask"]).long()
     yield "language", model, lambda m: {"logits": m(input_ids=ids, attention_mask=mask).logits}, {"logits": mask}
-    model, io = load("optical-flow", "optical_flow")
+    model, io = convert_fixture("optical-flow", "optical_flow", "checkpoint.pystate", workspace / "flow")
     patches = torch.from_numpy(io["patches"]).permute(0, 1, 4, 2, 3)
     yield "optical-flow", model, lambda m: {"flow": m(inputs=patches).logits}, {}
-    model, io = load("video-autoencoding", "video_autoencoding")
+    model, io = convert_fixture("video-autoencoding", "video_autoencoding", "checkpoint.pystate", workspace / "video")
     clip = {"image": torch.from_numpy(io["images"]).permute(0, 1, 4, 2, 3), "audio": torch.from_numpy(io["audio"]),
             "label": torch.from_numpy(io["label_input"])}
     yield "video-autoencoding", model, lambda m: m.reconstruct(clip), {"label": None}
@@ -111,21 +115,13 @@ def fixture_runs():
 
 # transformers-parity models at the official sizes ----------------------------------------------------------------
 
-IMAGE = dict(num_latents=512, d_latents=1024, d_model=512, num_blocks=8, num_self_attends_per_block=6,
-             num_self_attention_heads=8, num_cross_attention_heads=1, num_labels=1000, image_size=224,
-             attention_probs_dropout_prob=0.0)
+IMAGE = bench_image_classification.OFFICIAL
 PARITY = {
     "image-learned": ("PerceiverForImageClassificationLearned", "PerceiverIOForImageClassification", IMAGE),
     "image-fourier": ("PerceiverForImageClassificationFourier", "PerceiverIOForImageClassification", IMAGE),
     "image-conv": ("PerceiverForImageClassificationConvProcessing", "PerceiverIOForImageClassification", IMAGE),
-    "masked-lm": ("PerceiverForMaskedLM", "PerceiverIOForMaskedLM", dict(
-        num_latents=256, d_latents=1280, d_model=768, num_blocks=1, num_self_attends_per_block=26,
-        num_self_attention_heads=8, num_cross_attention_heads=8, qk_channels=256, v_channels=1280,
-        max_position_embeddings=2048, attention_probs_dropout_prob=0.0)),
-    "optical-flow": ("PerceiverForOpticalFlow", "PerceiverIOForOpticalFlow", dict(
-        num_latents=2048, d_latents=512, d_model=322, num_blocks=1, num_self_attends_per_block=24,
-        num_self_attention_heads=16, num_cross_attention_heads=1, train_size=[368, 496],
-        attention_probs_dropout_prob=0.0)),
+    "masked-lm": ("PerceiverForMaskedLM", "PerceiverIOForMaskedLM", bench_masked_lm.OFFICIAL),
+    "optical-flow": ("PerceiverForOpticalFlow", "PerceiverIOForOpticalFlow", bench_optical_flow.OFFICIAL),
 }
 
 
@@ -160,8 +156,9 @@ def main() -> None:
     header = "| model | bf16 | top-1 agreement with fp32 | max relative error |\n|---|---|---|---|"
     if not args.no_fixtures and FIXTURES.is_dir():
         print(f"\nDeepMind fixtures (converted; their own inputs)\n{header}")
-        for task, model, call, classes in fixture_runs():
-            print("\n".join(accuracy_rows(task, run_modes(model, call), classes)), flush=True)
+        with tempfile.TemporaryDirectory(prefix="perceiver_bf16_") as workspace:
+            for task, model, call, classes in fixture_runs(Path(workspace)):
+                print("\n".join(accuracy_rows(task, run_modes(model, call), classes)), flush=True)
 
     speed = []
     print(f"\ntransformers-parity models, official size, random weights (batch {args.batch_size} images; 1 text, 1 frame pair)")

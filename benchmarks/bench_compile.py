@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_bf16 import PARITY, parity_call  # noqa: E402
-from ceiling import machine_report, measure_ceilings  # noqa: E402
-from harness import load_perceiver_hf, save_same_weights  # noqa: E402
+from bench_bf16 import PARITY, parity_call
+from ceiling import machine_report, measure_ceilings
+from harness import load_perceiver_hf, save_same_weights
 
 
 def timed(call, repeats: int) -> float:

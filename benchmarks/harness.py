@@ -8,8 +8,8 @@ Measured per process: median forward latency over `repeats` timed runs after war
 after loading, and the peak resident memory during the forward passes (Linux's VmHWM, reset after
 loading). "Activation memory" is peak minus after-load. The first run (a warm-up, or the first timed run when
 there is none) also counts the FLOPs each side computes, and each worker measures the machine's GEMM and fused
-attention rates just before its timed runs, so the share of that ceiling each side reaches compares it with the
-machine as it was at that moment (see `ceiling.py`).
+attention rates just before it loads its model, so the share of that ceiling each side reaches compares it with
+the machine as it was at that moment (see `ceiling.py`).
 """
 
 from __future__ import annotations
@@ -57,36 +57,45 @@ def _reset_peak_memory() -> None:
         clear_refs.write("5")
 
 
-def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
-    torch.set_grad_enabled(False)
-    ceilings = measure_ceilings()
-    model = case.build()
+def measure_steps(name: str, batch_size: int, step: Callable[[], object], repeats: int, warmup: int) -> dict:
+    """Median time of `step()` over `repeats` runs after `warmup` runs, and the process's memory: resident after
+    loading (now) and at its peak while stepping."""
     gc.collect()
     after_load = _status_kib("VmRSS") * 1024
     _reset_peak_memory()
-    flops = None
     for _ in range(warmup):
-        flops = flops or count_flops(lambda: case.run(model, batch_size))
+        step()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        if flops is None:
-            flops = count_flops(lambda: case.run(model, batch_size))
-        else:
-            case.run(model, batch_size)
+        step()
         times.append(time.perf_counter() - start)
     peak = _status_kib("VmHWM") * 1024
     return {
-        "case": case.name,
+        "case": name,
         "batch_size": batch_size,
         "latency_s": statistics.median(times),
         "after_load_gib": after_load / GIB,
         "peak_gib": peak / GIB,
         "activation_gib": (peak - after_load) / GIB,
         "threads": torch.get_num_threads(),
-        **flops,
-        **ceilings,
     }
+
+
+def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
+    """`measure_steps` of one forward, plus the FLOPs it computes (counted in the first run) and the machine's
+    ceiling rates measured just before."""
+    torch.set_grad_enabled(False)
+    ceilings = measure_ceilings()
+    model = case.build()
+    flops = {}
+
+    def step():
+        if flops:
+            return case.run(model, batch_size)
+        flops.update(count_flops(lambda: case.run(model, batch_size)))
+
+    return {**measure_steps(case.name, batch_size, step, repeats, warmup), **flops, **ceilings}
 
 
 def worker_main(cases: dict[str, Case], argv: list[str]) -> None:
@@ -120,9 +129,7 @@ def compare(
     extra: list[str] | None = None,
     title: str = "",
 ) -> list[dict]:
-    """Measure `ours` and `theirs` at each batch size (alternating, each in a new process); print ratios, the
-    machine's ceilings (measured first, in this process) and the share of them each side reaches."""
-    print(machine_report(), flush=True)
+    """Measure `ours` and `theirs` at each batch size (alternating, each in a new process); print ratios."""
     rows = []
     for batch_size in batch_sizes:
         measured = {}
@@ -140,15 +147,19 @@ def compare(
                 "activation_ratio": a["activation_gib"] / max(b["activation_gib"], 1e-9),
             }
         )
-        for side in (a, b):
-            side["ceiling_share"] = ceiling_seconds(side, side) / side["latency_s"]
     print_table(rows, title)
     return rows
 
 
+def ceiling_share(side: dict, rates: dict | None = None) -> float:
+    """The share of the machine's ceiling a measured side reaches: its FLOPs at `rates` (default: those its
+    worker measured), over its latency."""
+    return ceiling_seconds(side, rates or side) / side["latency_s"]
+
+
 def print_table(rows: list[dict], title: str = "") -> None:
     if title:
-        print(f"\n{title}")
+        print(f"\n{title}\n{machine_report()}")
     header = (
         "| batch | latency ours / theirs (s) | ratio | peak ours / theirs (GiB) | ratio "
         "| activation ours / theirs (GiB) | ratio | GFLOP ours / theirs | share of ceiling ours / theirs |"
@@ -161,24 +172,20 @@ def print_table(rows: list[dict], title: str = "") -> None:
             f"| {row['batch_size']} | {a['latency_s']:.2f} / {b['latency_s']:.2f} | {row['latency_ratio']:.2f} "
             f"| {a['peak_gib']:.2f} / {b['peak_gib']:.2f} | {row['peak_ratio']:.2f} "
             f"| {a['activation_gib']:.2f} / {b['activation_gib']:.2f} | {row['activation_ratio']:.2f} "
-            f"| {_gflop(a):.0f} / {_gflop(b):.0f} | {a['ceiling_share']:.0%} / {b['ceiling_share']:.0%} |"
+            f"| {_gflop(a):.0f} / {_gflop(b):.0f} | {ceiling_share(a):.0%} / {ceiling_share(b):.0%} |"
         )
     for row in rows:
-        print(f"batch {row['batch_size']}, ceilings measured by each worker before its runs: "
-              f"ours {_rates(row['ours'])}; theirs {_rates(row['theirs'])}")
+        print(f"ceilings measured by the batch-{row['batch_size']} workers: ours {_rates(row['ours'])}; "
+              f"theirs {_rates(row['theirs'])}")
     sys.stdout.flush()
-
-
-def _rates(side: dict) -> str:
-    return f"GEMM {side['gemm_gflops']:.0f}, attention {side['attention_gflops']:.0f} GFLOP/s"
-
-
-def _ceilings(side: dict) -> dict:
-    return {key: side[key] for key in ("gemm_gflops", "attention_gflops")}
 
 
 def _gflop(side: dict) -> float:
     return side["gemm_gflop"] + side["attention_gflop"]
+
+
+def _rates(side: dict) -> str:
+    return f"GEMM {side['gemm_gflops']:.0f}, attention {side['attention_gflops']:.0f} GFLOP/s"
 
 
 def benchmark_parser(description: str, batch_sizes=(1, 4), repeats: int = 3, warmup: int = 1) -> argparse.ArgumentParser:
@@ -226,24 +233,50 @@ def shared_weights(prepare: Callable[[Path], None]) -> Iterator[Path]:
         yield Path(folder)
 
 
-def compare_with_transformers(
-    script: Path, args: argparse.Namespace, folder: Path, title: str, extra: list[str] | None = None
-) -> list[dict]:
-    """`compare` of the cases named "perceiver_hf" and "transformers", workers reading weights from `folder`."""
-    return compare(
-        script,
-        ours="perceiver_hf",
-        theirs="transformers",
-        batch_sizes=args.batch_sizes,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        extra=["--folder", str(folder), *(extra or [])],
-        title=title,
-    )
+def perceiver_hf_and_transformers(folder: Path, ours: str, theirs: str, run_ours, run_theirs=None) -> dict[str, Case]:
+    """The two cases of a side-by-side run: `ours` and `theirs` (class names) loaded from `folder`, each run by
+    `run(model, batch_size)` (`run_theirs` defaults to `run_ours`)."""
+    return {
+        "transformers": Case("transformers", lambda: load_transformers(folder, theirs), run_theirs or run_ours),
+        "perceiver_hf": Case("perceiver_hf", lambda: load_perceiver_hf(folder, ours), run_ours),
+    }
+
+
+def main(
+    args: argparse.Namespace,
+    cases: Callable[[Path], dict[str, Case]],
+    prepare: Callable[[Path], None],
+    title: str,
+    extra: list[str] | None = None,
+    then: Callable[[Path, list[dict]], None] | None = None,
+) -> None:
+    """A benchmark script's main. As a worker (`--worker CASE`), measure that case of `cases(folder)`. Otherwise
+    `prepare` both libraries' copies of the same weights, compare "perceiver_hf" with "transformers" side by
+    side (each in its own process of this script, `extra` arguments passed on), run `then(folder, rows)` (checks,
+    more output), and write `--json`."""
+    if "--worker" in sys.argv:
+        worker_main(cases(args.folder), sys.argv[1:])
+        return
+    script = Path(sys.argv[0]).resolve()
+    with shared_weights(prepare) as folder:
+        rows = compare(
+            script,
+            ours="perceiver_hf",
+            theirs="transformers",
+            batch_sizes=args.batch_sizes,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            extra=["--folder", str(folder), *(extra or [])],
+            title=title,
+        )
+        if then is not None:
+            then(folder, rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 def export_perceiver_hf(folder: Path, class_name: str) -> None:
-    """perceiver_hf's model in `folder/perceiver_hf` as `folder/model.onnx` (for `onnxruntime_case`)."""
+    """perceiver_hf's model in `folder/perceiver_hf` exported as `folder/model.onnx` (for `onnxruntime_case`)."""
     from perceiver_hf.export import export_onnx
 
     print("Exporting to ONNX ...", file=sys.stderr, flush=True)
@@ -264,20 +297,19 @@ def onnxruntime_case(folder: Path, feeds: Callable[[int], dict]) -> Case:
     return Case("onnxruntime", build, lambda session, batch_size: session.run(None, feeds(batch_size)))
 
 
-def compare_onnxruntime(script: Path, args: argparse.Namespace, folder: Path, rows: list[dict], extra=None) -> None:
-    """Measure the "onnxruntime" case at each batch size of `rows` and print its latency beside PyTorch's (ours),
-    and the share of the ceiling it reaches on the FLOPs PyTorch counted for the same forward."""
+def compare_onnxruntime(args: argparse.Namespace, folder: Path, rows: list[dict]) -> None:
+    """Measure the "onnxruntime" case at each batch size of `rows`, each in its own process, and print its latency
+    beside PyTorch's (ours) and the share of the ceiling it reaches on the FLOPs PyTorch counted."""
+    script = Path(sys.argv[0]).resolve()
     print("\n| batch | PyTorch, perceiver_hf (s) | onnxruntime, same graph (s) | ratio | share of ceiling PyTorch / onnxruntime |")
     print("|" + "---|" * 5)
     for row in rows:
         ours = row["ours"]
-        measured = run_in_subprocess(
-            script, "onnxruntime", row["batch_size"], args.repeats, args.warmup, ["--folder", str(folder), *(extra or [])]
-        )
+        measured = run_in_subprocess(script, "onnxruntime", row["batch_size"], args.repeats, args.warmup, ["--folder", str(folder)])
         row["onnxruntime"] = measured
-        share = ceiling_seconds(ours, _ceilings(measured)) / measured["latency_s"]  # its FLOPs, its moment's rates
+        share = ceiling_share({**ours, "latency_s": measured["latency_s"]}, measured)  # our FLOPs, its moment's rates
         print(
             f"| {row['batch_size']} | {ours['latency_s']:.2f} | {measured['latency_s']:.2f} "
-            f"| {measured['latency_s'] / ours['latency_s']:.2f} | {ours['ceiling_share']:.0%} / {share:.0%} |"
+            f"| {measured['latency_s'] / ours['latency_s']:.2f} | {ceiling_share(ours):.0%} / {share:.0%} |"
         )
     sys.stdout.flush()

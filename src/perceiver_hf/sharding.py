@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .attention import PerceiverIOLayer
-from .modeling import PerceiverIODecoder
+from .core.attention import PerceiverIOLayer
+from .core.decoder import PerceiverIODecoder
 
 
 def fsdp_units(model: nn.Module) -> list[nn.Module]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..modeling import PerceiverIOPreTrainedModel
+from ..core.modeling import PerceiverIOPreTrainedModel
 from .signature import ExportableModel, export_program
 
 FORMATS = ("onnx",)
@@ -59,7 +59,7 @@ def load_for_export(model_dir: str | Path) -> PerceiverIOPreTrainedModel:
     """The head that `model_dir` (a perceiver_hf or transformers Perceiver folder) was saved from, in fp32."""
     import perceiver_hf
 
-    from ..from_transformers import convert_config_dict
+    from ..from_transformers import translate_config
 
     model_dir = Path(model_dir)
     config_file = model_dir / "config.json"
@@ -73,7 +73,7 @@ def load_for_export(model_dir: str | Path) -> PerceiverIOPreTrainedModel:
     except (OSError, ValueError) as error:
         raise ValueError(f"{config_file} is not readable JSON ({error}).") from error
     if config.get("model_type") == "perceiver":
-        config = convert_config_dict(config)
+        config = translate_config(config)
     elif config.get("model_type") != "perceiver_io":
         raise ValueError(
             f"{model_dir} holds a {config.get('model_type')!r} model; export takes perceiver_hf (model_type "

@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..adapters import (
+from ..core.decoder import PerceiverIODecoder
+from ..core.modeling import PerceiverIOModel, PerceiverIOPreTrainedModel
+from ..heads import PerceiverIOForMultimodalAutoencoding
+from ..input_adapters import (
     ArrayInputAdapter,
     FlowInputAdapter,
     ImageInputAdapter,
@@ -35,8 +38,6 @@ from ..adapters import (
     MultimodalInputAdapter,
     TextInputAdapter,
 )
-from ..heads import PerceiverIOForMultimodalAutoencoding
-from ..modeling import PerceiverIODecoder, PerceiverIOModel, PerceiverIOPreTrainedModel
 from ..position import FourierPositionEncoding
 from ..queries import build_output_queries
 
@@ -95,7 +96,7 @@ def _multimodal_inputs(model: PerceiverIOPreTrainedModel, batch_size: int) -> li
     if isinstance(decoder, PerceiverIODecoder):
         queries = decoder.queries
     else:  # PerceiverIOModel: the config still describes the decoder's queries
-        queries = build_output_queries(model.config, (model.config.decoder or {}).get("query", {"type": None}))
+        queries = build_output_queries(model.config, (model.config.query_decoder or {}).get("query", {"type": None}))
     grids = dict(getattr(queries, "modalities", {}))
     if tuple(adapters) != MODALITIES or not all(hasattr(grids.get(name), "index_dims") for name in ("audio", "image")):
         raise ValueError(
