@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,17 +13,11 @@ from perceiver_hf import PerceiverIOConfig, PerceiverIOForMultimodalAutoencoding
 from perceiver_hf.core.attention import PerceiverIOLayer
 from perceiver_hf.core.decoder import PerceiverIODecoder
 from perceiver_hf.sharding import fsdp_units
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 from tests.helpers.fsdp_job import small_model, train
 
 JOB = REPO / "tests" / "helpers" / "fsdp_job.py"
 STEPS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_units_are_encoder_layers_and_whole_decoders():
