@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-MODEL_TYPE = "perceiver_io"
+MODEL_TYPES = ("perceiver_io", "perceiver_ar")
 
 
 def check_output_folder(path: str | Path) -> Path:
@@ -32,7 +32,7 @@ def check_output_folder(path: str | Path) -> Path:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
         except (OSError, ValueError, AttributeError):
             model_type = None
-        if model_type != MODEL_TYPE:
+        if model_type not in MODEL_TYPES:
             raise ValueError(
                 f"--output {path} exists and is not a perceiver_hf model folder; refusing to replace it. "
                 "Choose a new folder, or remove this one first."
