@@ -106,7 +106,7 @@ class PerceiverARModel(PerceiverARPreTrainedModel):
             name transformers' `generate` uses).
         """
         cache = cache if cache is not None else past_key_values
-        use_cache = self.config.use_cache if use_cache is None else use_cache
+        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
