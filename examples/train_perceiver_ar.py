@@ -59,7 +59,7 @@ def stdlib_sources(held_out: bool, max_bytes: int) -> list[str]:
 
 
 def token_stream(texts: list[str], tokenizer: PerceiverTokenizer) -> torch.Tensor:
-    ids = tokenizer("\n".join(texts), add_special_tokens=False)["input_ids"]
+    ids = tokenizer("\n".join(texts), add_special_tokens=False, verbose=False)["input_ids"]
     return torch.tensor(ids, dtype=torch.long)
 
 
