@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import GIB, _reset_peak_memory, _status_kib, run_in_subprocess  # noqa: E402
+from harness import GIB, _reset_peak_memory, _status_kib, run_in_subprocess
 
 SCRIPT = Path(__file__).resolve()
 SIZES = {"vocab_size": 262, "hidden_size": 512, "heads": 8, "layers": 6, "context": 4096, "latents": 512}

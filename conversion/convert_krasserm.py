@@ -21,12 +21,12 @@ from transformers.utils import cached_file
 
 import perceiver_hf
 from perceiver_hf import PerceiverARForCausalLM
-from perceiver_hf.perceiver_ar.from_krasserm import is_krasserm_config
 from perceiver_hf.from_transformers import read_config_dict
+from perceiver_hf.perceiver_ar.from_krasserm import is_krasserm_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card import render_model_card  # noqa: E402
-from output_folder import check_output_folder, staged_output_folder  # noqa: E402
+from model_card import render_model_card
+from output_folder import check_output_folder, staged_output_folder
 
 TOKENIZER_FILES = (
     "tokenizer_config.json",
@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         parser.error(str(error))
     if config_dict is None or not is_krasserm_config(config_dict):
+        found = None if config_dict is None else config_dict.get("model_type")
         parser.error(
             f"{args.source} is not a krasserm/perceiver-io Perceiver AR checkpoint: its config.json needs model_type "
-            f"'perceiver-ar-causal-language-model' (found {None if config_dict is None else config_dict.get('model_type')!r})."
+            f"'perceiver-ar-causal-language-model' (found {found!r})."
         )
 
     print(f"Converting {args.source} into PerceiverARForCausalLM ...")

@@ -25,17 +25,31 @@ def small_trainer(output_dir: Path, max_steps: int, world_size: int = 1) -> Trai
     """A fresh model (seed 0) on fixed random sequences; global batch 8 whatever the number of processes."""
     transformers.set_seed(0)
     config = PerceiverARConfig(
-        vocab_size=262, max_position_embeddings=40, num_latents=8, hidden_size=32, num_attention_heads=4,
-        num_hidden_layers=2, prefix_dropout=0.0,
+        vocab_size=262,
+        max_position_embeddings=40,
+        num_latents=8,
+        hidden_size=32,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        prefix_dropout=0.0,
     )
     model = PerceiverARForCausalLM(config)
     # One global batch per step, the whole data set: every step sees the same examples however they are sharded.
     rows = torch.randint(6, 262, (GLOBAL_BATCH, 40), generator=torch.Generator().manual_seed(0))
     data = [{"input_ids": row, "labels": row} for row in rows]
     arguments = TrainingArguments(
-        output_dir, max_steps=max_steps, per_device_train_batch_size=GLOBAL_BATCH // world_size, learning_rate=1e-3,
-        report_to=[], use_cpu=True, disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0,
-        dataloader_drop_last=True, max_grad_norm=0.0,
+        output_dir,
+        max_steps=max_steps,
+        per_device_train_batch_size=GLOBAL_BATCH // world_size,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+        save_strategy="no",
+        seed=0,
+        dataloader_drop_last=True,
+        max_grad_norm=0.0,
     )
     return Trainer(model=model, args=arguments, train_dataset=data, processing_class=PerceiverTokenizer())
 

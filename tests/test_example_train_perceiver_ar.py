@@ -13,8 +13,28 @@ from perceiver_hf import PerceiverARForCausalLM
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_perceiver_ar.py"
 TINY = [
-    "--context", "64", "--latents", "16", "--hidden", "32", "--layers", "1", "--steps", "16", "--batch-size", "4",
-    "--learning-rate", "3e-3", "--warmup", "2", "--train-bytes", "100000", "--eval-windows", "8", "--threads", "1",
+    "--context",
+    "64",
+    "--latents",
+    "16",
+    "--hidden",
+    "32",
+    "--layers",
+    "1",
+    "--steps",
+    "16",
+    "--batch-size",
+    "4",
+    "--learning-rate",
+    "3e-3",
+    "--warmup",
+    "2",
+    "--train-bytes",
+    "100000",
+    "--eval-windows",
+    "8",
+    "--threads",
+    "1",
 ]
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -19,16 +19,22 @@ from transformers import (
 )
 
 from perceiver_hf import PerceiverARConfig, PerceiverARForCausalLM
-from perceiver_hf.perceiver_ar.inputs import drop_prefix_positions
+from perceiver_hf.perceiver_ar.inputs import cache_field, drop_prefix_positions
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_config(**overrides) -> PerceiverARConfig:
-    fields = dict(
-        vocab_size=262, max_position_embeddings=48, num_latents=8, hidden_size=32, num_attention_heads=4,
-        num_hidden_layers=2, num_rotary_layers=1, prefix_dropout=0.0,
-    )
+    fields = {
+        "vocab_size": 262,
+        "max_position_embeddings": 48,
+        "num_latents": 8,
+        "hidden_size": 32,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "num_rotary_layers": 1,
+        "prefix_dropout": 0.0,
+    }
     return PerceiverARConfig(**{**fields, **overrides})
 
 
@@ -50,6 +56,11 @@ def test_logits_cover_the_latents_and_the_loss_the_tokens_they_predict():
     expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, 262), input_ids[:, 6:].reshape(-1))
     assert torch.allclose(out.loss, expected)
     assert model(input_ids).logits.shape == (2, 8, 262)  # default: the last num_latents positions
+    full = model(input_ids, prefix_len=5, output_attentions=True, output_hidden_states=True)
+    # The cross-attention's weights (latents x prefix + latents), then each self-attention layer's.
+    assert [tuple(a.shape) for a in full.attentions] == [(2, 4, 15, 20), (2, 4, 15, 15), (2, 4, 15, 15)]
+    assert len(full.hidden_states) == 4 and full.hidden_states[-1].shape == (2, 15, 32)
+    assert_parity(full.logits, out.logits, 1e-5)  # eager weights, same numbers
 
 
 @pytest.mark.parametrize(
@@ -62,14 +73,16 @@ def test_cached_steps_equal_full_forwards_while_latents_grow(overrides):
     model = small_model(**overrides)
     input_ids = prompt(length=16)
     out = model(input_ids[:, :10], prefix_len=8, use_cache=True)
-    cache = out.past_key_values if hasattr(out, "past_key_values") and out.past_key_values is not None else out.cache
+    cache = out[cache_field(type(out))]  # `cache` in recent transformers, `past_key_values` before
     for end in range(11, 17):
         step = model(input_ids[:, end - 1 : end], past_key_values=cache, use_cache=True).logits[:, -1]
         full = model(input_ids[:, :end], prefix_len=8).logits[:, -1]
         assert_parity(step, full, 1e-5)
 
     sequences = {
-        use_cache: model.generate(input_ids[:, :10], num_latents=2, max_new_tokens=6, do_sample=False, use_cache=use_cache)
+        use_cache: model.generate(
+            input_ids[:, :10], num_latents=2, max_new_tokens=6, do_sample=False, use_cache=use_cache
+        )
         for use_cache in (False, True)
     }
     assert torch.equal(sequences[False], sequences[True])
@@ -83,7 +96,9 @@ def test_beam_search_and_sampling_run_past_the_context():
         assert beams.shape == (2, 12 + length)
     # Beam search reorders the cache (rotary positions included): with and without it the beams agree while
     # the latents grow.
-    short = [model.generate(prompt(), num_latents=2, num_beams=3, max_new_tokens=5, use_cache=c) for c in (False, True)]
+    short = [
+        model.generate(prompt(), num_latents=2, num_beams=3, max_new_tokens=5, use_cache=c) for c in (False, True)
+    ]
     assert torch.equal(short[0], short[1])
     torch.manual_seed(0)
     sampled = model.generate(
@@ -97,7 +112,9 @@ def test_text_streamer_prints_what_generate_returns():
     tokenizer = PerceiverTokenizer()
     streamed = io.StringIO()
     with redirect_stdout(streamed):
-        sequences = model.generate(prompt(batch=1), max_new_tokens=10, streamer=TextStreamer(tokenizer, skip_prompt=True))
+        sequences = model.generate(
+            prompt(batch=1), max_new_tokens=10, streamer=TextStreamer(tokenizer, skip_prompt=True)
+        )
     assert streamed.getvalue().rstrip("\n") == tokenizer.decode(sequences[0, 12:])
 
 
@@ -155,7 +172,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         if checkpointing:
             model.activation_checkpointing_enable()
         calls, mlp = [], model.perceiver_ar.cross_attention.mlp
-        mlp.forward = lambda hidden, forward=mlp.forward: calls.append(1) or forward(hidden)
+        mlp.forward = lambda hidden, forward=mlp.forward, calls=calls: calls.append(1) or forward(hidden)
         model(input_ids, labels=input_ids, prefix_len=10).loss.backward()
         gradients.append({name: p.grad for name, p in model.named_parameters()})
         mlp_calls.append(len(calls))
@@ -168,8 +185,15 @@ def test_trainer_with_labels_equal_to_input_ids(tmp_path):
     model = small_model(prefix_dropout=0.5).train()
     data = [{"input_ids": row, "labels": row} for row in prompt(batch=16, length=40)]
     arguments = TrainingArguments(
-        tmp_path, max_steps=4, per_device_train_batch_size=4, learning_rate=1e-3, report_to=[], use_cpu=True,
-        disable_tqdm=True, logging_steps=1, save_strategy="no",
+        tmp_path,
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_steps=1,
+        save_strategy="no",
     )
     trainer = Trainer(model=model, args=arguments, train_dataset=data, processing_class=PerceiverTokenizer())
     result = trainer.train()

@@ -24,7 +24,7 @@ AR_FIXTURES = Path(os.environ.get("PERCEIVER_HF_AR_FIXTURES", ROOT.parent / "sha
 CASES = sorted(path for path in AR_FIXTURES.glob("*") if (path / "io.npz").is_file()) if AR_FIXTURES.is_dir() else []
 
 sys.path.insert(0, str(ROOT / "conversion"))
-from convert_krasserm import main as convert_krasserm  # noqa: E402
+from convert_krasserm import main as convert_krasserm
 
 pytestmark = [
     pytest.mark.skipif(
@@ -51,7 +51,9 @@ def model(request, case):
 def test_forward_logits_of_the_latent_positions(model, case):
     _, io = case
     input_ids = torch.from_numpy(io["forward_input_ids"])
-    prefixes = sorted(int(name.removeprefix("forward_logits_prefix")) for name in io if name.startswith("forward_logits_prefix"))
+    prefixes = sorted(
+        int(name.removeprefix("forward_logits_prefix")) for name in io if name.startswith("forward_logits_prefix")
+    )
     assert prefixes
     for prefix_len in prefixes:
         logits = model(input_ids, prefix_len=prefix_len).logits
@@ -61,7 +63,7 @@ def test_forward_logits_of_the_latent_positions(model, case):
 
 @torch.no_grad()
 def test_left_padded_batch(model, case):
-    folder, io = case
+    _, io = case
     mask = torch.from_numpy(io["padded_attention_mask"])
     input_ids = torch.from_numpy(io["padded_input_ids"])
     prefix_len = input_ids.shape[1] - io["padded_logits"].shape[1]
@@ -75,8 +77,13 @@ def test_greedy_generation_through_every_regime(model, case, use_cache):
     prompt = torch.from_numpy(io["generate_prompt"])
     expected = io[f"generate_{key}_sequences"]
     out = model.generate(
-        prompt, num_latents=2, max_new_tokens=expected.shape[1] - prompt.shape[1], do_sample=False,
-        use_cache=use_cache, output_scores=True, return_dict_in_generate=True,
+        prompt,
+        num_latents=2,
+        max_new_tokens=expected.shape[1] - prompt.shape[1],
+        do_sample=False,
+        use_cache=use_cache,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     # The run goes past max_position_embeddings, so the window slides.
     assert out.sequences.shape[1] > model.config.max_position_embeddings
@@ -89,8 +96,12 @@ def test_greedy_generation_from_left_padded_prompts(model, case):
     prompt = torch.from_numpy(io["generate_padded_prompt"])
     expected = io["generate_padded_sequences"]
     sequences = model.generate(
-        prompt, attention_mask=torch.from_numpy(io["generate_padded_attention_mask"]), num_latents=3,
-        max_new_tokens=expected.shape[1] - prompt.shape[1], do_sample=False, use_cache=True,
+        prompt,
+        attention_mask=torch.from_numpy(io["generate_padded_attention_mask"]),
+        num_latents=3,
+        max_new_tokens=expected.shape[1] - prompt.shape[1],
+        do_sample=False,
+        use_cache=True,
     )
     np.testing.assert_array_equal(sequences.numpy(), expected)
 
@@ -117,7 +128,9 @@ def test_conversion_script_writes_a_checked_safetensors_folder(case, tmp_path, c
     model = AutoModelForCausalLM.from_pretrained(output).eval()
     assert model.config.model_type == "perceiver_ar"
     with torch.no_grad():
-        assert_parity(model(torch.from_numpy(io["forward_input_ids"]), prefix_len=32).logits, io["forward_logits_prefix32"])
+        assert_parity(
+            model(torch.from_numpy(io["forward_input_ids"]), prefix_len=32).logits, io["forward_logits_prefix32"]
+        )
 
     # Not a krasserm folder: a clear error, nothing written.
     with pytest.raises(SystemExit):

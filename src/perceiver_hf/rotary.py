@@ -14,7 +14,9 @@ from torch import nn
 
 def inverse_frequencies(rotated_channels: int, base: float = 10000.0, device=None) -> torch.Tensor:
     """`base^(-2i/d)` for the `d / 2` channel pairs, in float32."""
-    return 1.0 / (base ** (torch.arange(0, rotated_channels, 2, dtype=torch.float32, device=device) / rotated_channels))
+    return 1.0 / (
+        base ** (torch.arange(0, rotated_channels, 2, dtype=torch.float32, device=device) / rotated_channels)
+    )
 
 
 class RotaryEmbedding(nn.Module):

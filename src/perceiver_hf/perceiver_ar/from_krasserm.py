@@ -63,7 +63,10 @@ STATE_DICT_RENAMES = [
     (r"^backend_model\.output_adapter\.bias$", "lm_head.bias"),
     (r"^backend_model\.cross_attention\.", "perceiver_ar.cross_attention."),
     (r"^backend_model\.self_attention\.(\d+)\.", r"perceiver_ar.self_attention_layers.\1."),
-    *[(rf"^(perceiver_ar\.(?:cross_attention|self_attention_layers\.\d+))\.{part}", rf"\1.{new}") for part, new in _LAYER_PARTS],
+    *[
+        (rf"^(perceiver_ar\.(?:cross_attention|self_attention_layers\.\d+))\.{part}", rf"\1.{new}")
+        for part, new in _LAYER_PARTS
+    ],
 ]
 _INVERSE_FREQUENCIES = "backend_model.input_adapter.frq_pos_encoding.inv_freq"
 

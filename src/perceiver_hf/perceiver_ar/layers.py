@@ -103,7 +103,9 @@ class PerceiverARLayer(GradientCheckpointingLayer):
             bias=False,
             output_bias=is_cross_attention,
         )
-        widening = config.cross_attention_widening_factor if is_cross_attention else config.self_attention_widening_factor
+        widening = (
+            config.cross_attention_widening_factor if is_cross_attention else config.self_attention_widening_factor
+        )
         self.mlp_norm = nn.LayerNorm(channels, eps=config.layer_norm_eps)
         self.mlp = PerceiverIOMLP(config, channels, widening, bias=False)
         self.residual_dropout = nn.Dropout(config.residual_dropout)

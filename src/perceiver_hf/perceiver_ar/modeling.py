@@ -20,7 +20,7 @@ from ..causal_mask import causal_mask
 from ..rotary import RotaryEmbedding
 from .cache import PerceiverARCache
 from .configuration import PerceiverARConfig
-from .inputs import check_inputs, cache_field, drop_prefix_positions, resolve_prefix_len
+from .inputs import cache_field, check_inputs, drop_prefix_positions, resolve_prefix_len
 from .layers import PerceiverARLayer, Rotation
 
 
@@ -69,7 +69,9 @@ class PerceiverARModel(PerceiverARPreTrainedModel):
         self.self_attention_layers = nn.ModuleList(
             PerceiverARLayer(config, is_cross_attention=False) for _ in range(config.num_hidden_layers)
         )
-        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.final_layer_norm else None
+        self.final_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.final_layer_norm else None
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
