@@ -24,8 +24,8 @@ from .configuration import (
     flow_decoder_config,
     flow_output_config,
     fourier_position_encoding,
-    multimodal_autoencoding_components,
     masked_lm_decoder_config,
+    multimodal_autoencoding_components,
     text_adapter_config,
     trainable_position_encoding,
 )
@@ -287,17 +287,28 @@ def write_converted_checkpoint(
     Loading that folder (as `from_pretrained` does) checks that every weight found its parameter.
     """
     config = PerceiverIOConfig(**convert_config_dict(config_dict))
-    state_dict = convert_state_dict(load_state_dict(source, hub_kwargs))
+    save_config_and_weights(config, convert_state_dict(load_state_dict(source, hub_kwargs)), output_dir)
+    return config
+
+
+def save_config_and_weights(config, state_dict: dict[str, torch.Tensor], output_dir: str | Path) -> None:
+    """`config.json` and `model.safetensors` of a converted checkpoint."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(output_dir)
     tensors = {name: tensor.contiguous() for name, tensor in state_dict.items()}
     save_file(tensors, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
-    return config
 
 
 def transformers_source_config(source: str | Path | None, kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """The config dict of `source` if it is a transformers Perceiver checkpoint, else `None`."""
+    return source_config_if(source, kwargs, is_transformers_config)
+
+
+def source_config_if(
+    source: str | Path | None, kwargs: dict[str, Any], accepts: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    """The config dict of `source` (a folder or Hub id; `kwargs` of `from_pretrained`) if `accepts` it, else `None`."""
     if source is None:
         return None
     hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
@@ -305,4 +316,4 @@ def transformers_source_config(source: str | Path | None, kwargs: dict[str, Any]
         config_dict = read_config_dict(source, hub_kwargs)
     except (OSError, ValueError):
         return None  # let the regular loading path report what is wrong with `source`
-    return config_dict if config_dict is not None and is_transformers_config(config_dict) else None
+    return config_dict if config_dict is not None and accepts(config_dict) else None

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from transformers import PreTrainedConfig
 
-from ..from_transformers import HUB_KWARGS, load_state_dict, read_config_dict
+from ..from_transformers import HUB_KWARGS, load_state_dict, save_config_and_weights, source_config_if
 from ..rotary import inverse_frequencies
 from .configuration import PerceiverARConfig
 
@@ -120,24 +119,13 @@ def write_converted_checkpoint(
 ) -> PerceiverARConfig:
     """Write `config.json` and `model.safetensors` of the perceiver_hf equivalent of a krasserm checkpoint."""
     config = PerceiverARConfig(**convert_config_dict(config_dict))
-    state_dict = convert_state_dict(load_state_dict(source, hub_kwargs), config)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(output_dir)
-    tensors = {name: tensor.contiguous() for name, tensor in state_dict.items()}
-    save_file(tensors, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_config_and_weights(config, convert_state_dict(load_state_dict(source, hub_kwargs), config), output_dir)
     return config
 
 
 def krasserm_source_config(source: str | Path | None, kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """The config dict of `source` if it is a krasserm Perceiver AR checkpoint, else `None`."""
-    if source is None:
-        return None
-    try:
-        config_dict = read_config_dict(source, {k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
-    except (OSError, ValueError):
-        return None  # the regular loading path reports what is wrong with `source`
-    return config_dict if config_dict is not None and is_krasserm_config(config_dict) else None
+    return source_config_if(source, kwargs, is_krasserm_config)
 
 
 def from_pretrained_krasserm(cls, source, config_dict: dict[str, Any], *model_args, **kwargs):
