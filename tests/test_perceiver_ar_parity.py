@@ -142,3 +142,18 @@ def test_conversion_script_writes_a_checked_safetensors_folder(case, tmp_path, c
         convert_krasserm([str(output), "--output", str(tmp_path / "x")])
     assert "perceiver-ar-causal-language-model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_hub_ids_load_from_the_hub_cache(case, tmp_path):
+    from test_auto_and_pipelines import write_hub_cache
+
+    folder, io = case
+    write_hub_cache(tmp_path / "hub", "krasserm/perceiver-ar-tiny", folder / "model")
+    model = AutoModelForCausalLM.from_pretrained(
+        "krasserm/perceiver-ar-tiny", cache_dir=tmp_path / "hub", local_files_only=True
+    ).eval()
+    prefix_len = forward_prefixes(io)[0]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(io["forward_input_ids"]), prefix_len=prefix_len).logits
+    assert_parity(logits, io[f"forward_logits_prefix{prefix_len}"])
+    assert model.config.name_or_path == "krasserm/perceiver-ar-tiny"
