@@ -53,7 +53,7 @@ class CausalRotaryAttention(PerceiverIOAttention):
         """
         batch_size, num_queries, _ = hidden_states.shape
         normed = self.query_norm(hidden_states)
-        sources = normed if prefix is None else torch.cat([self.kv_norm(prefix), normed], dim=1)
+        sources = normed if prefix is None or not prefix.shape[1] else torch.cat([self.kv_norm(prefix), normed], dim=1)
         queries = self._split_heads(self.query(normed), self.qk_head_dim)
         keys = self._split_heads(self.key(sources), self.qk_head_dim)
         values = self._split_heads(self.value(sources), self.v_head_dim)

@@ -145,7 +145,11 @@ class PerceiverARModel(PerceiverARPreTrainedModel):
             )
 
         latent_angles = self.rotary.angles(latent_positions)
-        key_angles = self.rotary.angles(torch.cat([prefix_positions, latent_positions], dim=1))
+        key_angles = (
+            self.rotary.angles(torch.cat([prefix_positions, latent_positions], dim=1))
+            if prefix_positions.shape[1]
+            else latent_angles
+        )
         num_latents = latents.shape[1]
         num_keys = cached + prefix.shape[1] + num_latents
         cross_mask = None
