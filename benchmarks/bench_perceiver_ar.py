@@ -49,8 +49,10 @@ def cpu_description() -> str:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    vector = [name for name in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16") if name in flags]
-    return f"{model} ({', '.join(vector) or 'no AVX2'}), {torch.get_num_threads()} threads"
+    vector = [
+        name for name in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16") if name in flags
+    ]
+    return f"{model} ({', '.join(vector) or 'no AVX2'})"
 
 
 # ---------------------------------------------------------------------------------------------- models (workers)
@@ -63,8 +65,12 @@ def perceiver_ar(folder: Path | None):
         return PerceiverARForCausalLM.from_pretrained(folder, attn_implementation="sdpa")
     torch.manual_seed(0)
     config = PerceiverARConfig(
-        vocab_size=SIZES["vocab_size"], max_position_embeddings=SIZES["context"], num_latents=SIZES["latents"],
-        hidden_size=SIZES["hidden_size"], num_attention_heads=SIZES["heads"], num_hidden_layers=SIZES["layers"],
+        vocab_size=SIZES["vocab_size"],
+        max_position_embeddings=SIZES["context"],
+        num_latents=SIZES["latents"],
+        hidden_size=SIZES["hidden_size"],
+        num_attention_heads=SIZES["heads"],
+        num_hidden_layers=SIZES["layers"],
         prefix_dropout=0.0,
     )
     return PerceiverARForCausalLM._from_config(config, attn_implementation="sdpa")
@@ -75,9 +81,16 @@ def gpt2(_folder: Path | None):
 
     torch.manual_seed(0)
     config = GPT2Config(
-        vocab_size=SIZES["vocab_size"], n_positions=SIZES["context"], n_embd=SIZES["hidden_size"],
-        n_layer=SIZES["layers"], n_head=SIZES["heads"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=None, eos_token_id=None,
+        vocab_size=SIZES["vocab_size"],
+        n_positions=SIZES["context"],
+        n_embd=SIZES["hidden_size"],
+        n_layer=SIZES["layers"],
+        n_head=SIZES["heads"],
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
     )
     return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
 
@@ -98,8 +111,12 @@ def write_krasserm_folder(folder: str) -> None:
 
     torch.manual_seed(0)
     backend = CausalLanguageModelConfig(
-        vocab_size=SIZES["vocab_size"], max_seq_len=SIZES["context"], max_latents=SIZES["latents"],
-        num_channels=SIZES["hidden_size"], num_heads=SIZES["heads"], num_self_attention_layers=SIZES["layers"],
+        vocab_size=SIZES["vocab_size"],
+        max_seq_len=SIZES["context"],
+        max_latents=SIZES["latents"],
+        num_channels=SIZES["hidden_size"],
+        num_heads=SIZES["heads"],
+        num_self_attention_layers=SIZES["layers"],
         cross_attention_dropout=0.0,
     )
     config = PerceiverCausalLanguageModelConfig(backend)
@@ -132,10 +149,13 @@ def forward(kind: str, model) -> None:
 def generation(kind: str, model, new_tokens: int) -> None:
     prompt = tokens(SIZES["context"] - 256)
     extra = {} if kind == "gpt2" else {"num_latents": SIZES["latents"]}
-    model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True, **extra)
+    model.generate(
+        prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True, **extra
+    )
 
 
 BUILDERS = {"ours": perceiver_ar, "gpt2": gpt2, "krasserm": krasserm}
+TASKS = ("forward", "train", "generate")
 
 
 def worker(kind: str, task: str, folder: Path | None, repeats: int) -> dict:
@@ -173,6 +193,7 @@ def worker(kind: str, task: str, folder: Path | None, repeats: int) -> dict:
 def measure(kind: str, task: str, args, folder: Path | None = None, python: str | None = None) -> dict:
     print(f"  {kind}: {task} ...", file=sys.stderr, flush=True)
     extra = ["--task", task] + (["--folder", str(folder)] if folder else []) + (["--small"] if args.small else [])
+    extra += ["--threads", str(args.threads)] if args.threads else []
     return run_in_subprocess(SCRIPT, kind, 1, args.repeats, 0, extra, python=python)
 
 
@@ -193,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     parser.add_argument("--small", action="store_true", help="an eighth of the sizes: a quick check that all runs")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="what to measure")
+    parser.add_argument("--threads", type=int, help="torch threads in every measuring process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -206,23 +229,31 @@ def main(argv: list[str] | None = None) -> int:
         write_krasserm_folder(args.write_krasserm_folder)
         return 0
     if args.worker:
+        if args.threads:
+            torch.set_num_threads(args.threads)
         print("RESULT " + json.dumps(worker(args.worker, args.task, args.folder, args.repeats)), flush=True)
         return 0
     if args.krasserm_python and not Path(args.krasserm_python).is_file():
         parser.error(f"--krasserm-python {args.krasserm_python} is not a file: give the python of its environment")
 
-    print(f"CPU: {cpu_description()}; fp32, batch 1, torch {torch.__version__}")
-    header = "| case | time ours / theirs | ratio | activation memory ours / theirs (GiB) | ratio |\n|---|---|---|---|---|"
+    threads = args.threads or torch.get_num_threads()
+    print(f"CPU: {cpu_description()}; {threads} threads measuring, fp32, batch 1, torch {torch.__version__}")
+    header = (
+        "| case | time ours / theirs | ratio | activation memory ours / theirs (GiB) | ratio |\n|---|---|---|---|---|"
+    )
+    labels = {"forward": ("forward", "s"), "train": ("training step", "s"), "generate": ("generation per token", "ms")}
     rows = []
     print(f"\nPerceiver AR ({SIZES['latents']} latents) vs GPT-2, context {SIZES['context']}\n{header}")
-    rows.append(row("training step, GPT-2", measure("ours", "train", args), measure("gpt2", "train", args), "s"))
-    rows.append(row("generation per token, GPT-2", measure("ours", "generate", args), measure("gpt2", "generate", args), "ms"))
+    for task in [task for task in args.tasks if task != "forward"]:
+        label, unit = labels[task]
+        rows.append(row(f"{label}, GPT-2", measure("ours", task, args), measure("gpt2", task, args), unit))
     if args.krasserm_python:
         with tempfile.TemporaryDirectory(prefix="perceiver_ar_bench_") as folder:
             small = ["--small"] if args.small else []
             subprocess.run([args.krasserm_python, str(SCRIPT), "--write-krasserm-folder", folder, *small], check=True)
             print(f"\nPerceiver AR vs krasserm/perceiver-io 0.11.0 on the same weights\n{header}")
-            for task, label, unit in (("forward", "forward", "s"), ("train", "training step", "s"), ("generate", "generation per token", "ms")):
+            for task in args.tasks:
+                label, unit = labels[task]
                 ours = measure("ours", task, args, Path(folder))
                 theirs = measure("krasserm", task, args, Path(folder), python=args.krasserm_python)
                 rows.append(row(f"{label}, krasserm", ours, theirs, unit))
