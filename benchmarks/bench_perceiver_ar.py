@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,29 +29,10 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import GIB, _reset_peak_memory, _status_kib, run_in_subprocess
+from harness import GIB, _reset_peak_memory, _status_kib, cpu_description, run_in_subprocess
 
 SCRIPT = Path(__file__).resolve()
 SIZES = {"vocab_size": 262, "hidden_size": 512, "heads": 8, "layers": 6, "context": 4096, "latents": 512}
-
-
-def cpu_description() -> str:
-    """The CPU model and its vector extensions, from /proc/cpuinfo."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown CPU", "", platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    vector = [
-        name for name in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16") if name in flags
-    ]
-    return f"{model} ({', '.join(vector) or 'no AVX2'})"
 
 
 # ---------------------------------------------------------------------------------------------- models (workers)

@@ -16,17 +16,25 @@ import shutil
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    # Run as a file (`python conversion/convert_krasserm.py`): run it as the package module it is, from the checkout
+    # root, exactly as `python -m conversion.convert_krasserm` would.
+    import runpy
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    runpy.run_module("conversion.convert_krasserm", run_name="__main__", alter_sys=True)
+    sys.exit()
+
 import torch
 from transformers.utils import cached_file
 
 import perceiver_hf
 from perceiver_hf import PerceiverARForCausalLM
 from perceiver_hf.from_transformers import read_config_dict
+from perceiver_hf.model_folder import check_output_folder, render_model_card, staged_output_folder
 from perceiver_hf.perceiver_ar.from_krasserm import is_krasserm_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card import render_model_card
-from output_folder import check_output_folder, staged_output_folder
+MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 
 TOKENIZER_FILES = (
     "tokenizer_config.json",
@@ -87,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     "perceiver_hf_version": perceiver_hf.__version__,
                     "command": f"python conversion/convert_krasserm.py {args.source} --output {args.output.name}",
                 },
+                MODEL_CARDS_DIR,
             )
             (staging / "README.md").write_text(card, encoding="utf-8")
             reloaded = PerceiverARForCausalLM.from_pretrained(staging).eval()

@@ -1,8 +1,7 @@
 """perceiver_hf: Perceiver IO and Perceiver AR as a Hugging Face Transformers plugin.
 
 Importing the package registers `PerceiverIOConfig` (`model_type="perceiver_io"`) and the task heads with
-transformers' Auto classes, as well as `PerceiverARConfig` (`model_type="perceiver_ar"`) with `AutoModel` and
-`AutoModelForCausalLM` (krasserm/perceiver-io Perceiver AR folders load through them too), so `AutoModel*.from_pretrained` and `pipeline(...)` work on perceiver_hf folders.
+transformers' Auto classes, so `AutoModel*.from_pretrained` and `pipeline(...)` work on perceiver_hf folders.
 """
 
 from transformers import (
@@ -15,23 +14,22 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration import DEEPMIND_GELU, PerceiverIOConfig
+from .configuration import PerceiverIOConfig
+from .core.modeling import PerceiverIOModel, PerceiverIOPreTrainedModel
+from .core.outputs import (
+    PerceiverIOClassifierOutput,
+    PerceiverIOMaskedLMOutput,
+    PerceiverIOModelOutput,
+    PerceiverIOMultimodalAutoencodingOutput,
+)
 from .heads import (
     PerceiverIOForImageClassification,
     PerceiverIOForMaskedLM,
     PerceiverIOForMultimodalAutoencoding,
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
-    PerceiverIOMaskedLMOutput,
-    PerceiverIOMultimodalAutoencodingOutput,
 )
 from .input_array import InputArray
-from .modeling import (
-    PerceiverIOClassifierOutput,
-    PerceiverIOModel,
-    PerceiverIOModelOutput,
-    PerceiverIOPreTrainedModel,
-)
 from .perceiver_ar import (
     KrassermPerceiverARConfig,
     KrassermPerceiverARLoader,
@@ -44,8 +42,8 @@ from .perceiver_ar import (
     PerceiverARPreTrainedModel,
 )
 from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
-from .processing_flow import PerceiverIOFlowProcessor
-from .video_processing import PerceiverIOVideoAutoencodingProcessor
+from .presets import DEEPMIND_GELU
+from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
 

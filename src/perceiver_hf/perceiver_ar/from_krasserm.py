@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from transformers import PreTrainedConfig
+from transformers.utils import cached_file
 
-from ..from_transformers import HUB_KWARGS, load_state_dict, save_config_and_weights, source_config_if
+from ..from_transformers import HUB_KWARGS, read_config_dict
 from ..rotary import inverse_frequencies
 from .configuration import PerceiverARConfig
 
@@ -119,13 +121,32 @@ def write_converted_checkpoint(
 ) -> PerceiverARConfig:
     """Write `config.json` and `model.safetensors` of the perceiver_hf equivalent of a krasserm checkpoint."""
     config = PerceiverARConfig(**convert_config_dict(config_dict))
-    save_config_and_weights(config, convert_state_dict(load_state_dict(source, hub_kwargs), config), output_dir)
+    state_dict = convert_state_dict(load_krasserm_weights(source, hub_kwargs or {}), config)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(output_dir)
+    tensors = {name: tensor.contiguous() for name, tensor in state_dict.items()}
+    save_file(tensors, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
     return config
 
 
 def krasserm_source_config(source: str | Path | None, kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """The config dict of `source` if it is a krasserm Perceiver AR checkpoint, else `None`."""
-    return source_config_if(source, kwargs, is_krasserm_config)
+    if source is None:
+        return None
+    try:
+        config_dict = read_config_dict(source, {k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
+    except (OSError, ValueError):
+        return None  # the regular loading path reports what is wrong with `source`
+    return config_dict if config_dict is not None and is_krasserm_config(config_dict) else None
+
+
+def load_krasserm_weights(source: str | Path, hub_kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The `pytorch_model.bin` of a krasserm folder or Hub id, read with `weights_only=True` (no code runs)."""
+    path = cached_file(str(source), "pytorch_model.bin", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    if path is None:
+        raise FileNotFoundError(f"{source} has no pytorch_model.bin, where krasserm/perceiver-io keeps its weights.")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def from_pretrained_krasserm(cls, source, config_dict: dict[str, Any], *model_args, **kwargs):

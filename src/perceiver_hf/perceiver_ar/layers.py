@@ -14,8 +14,8 @@ from torch import nn
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from ..attention import PerceiverIOAttention, PerceiverIOMLP, eager_attention_forward
 from ..causal_mask import additive_mask
+from ..core.attention import PerceiverIOAttention, PerceiverIOMLP
 from ..rotary import RotaryEmbedding
 from .configuration import PerceiverARConfig
 
@@ -34,6 +34,10 @@ class CausalRotaryAttention(PerceiverIOAttention):
     Keys enter the cache already rotated: rotary attention depends only on query-key distances, so cached keys never
     need turning again, whatever later positions the window gives them.
     """
+
+    @property
+    def dropout(self) -> float:
+        return self.config.attention_dropout if self.training else 0.0
 
     def forward(
         self,
@@ -54,31 +58,23 @@ class CausalRotaryAttention(PerceiverIOAttention):
         batch_size, num_queries, _ = hidden_states.shape
         normed = self.query_norm(hidden_states)
         sources = normed if prefix is None or not prefix.shape[1] else torch.cat([self.kv_norm(prefix), normed], dim=1)
-        queries = self._split_heads(self.query(normed), self.qk_head_dim)
-        keys = self._split_heads(self.key(sources), self.qk_head_dim)
-        values = self._split_heads(self.value(sources), self.v_head_dim)
+        queries = self.split_heads(self.query(normed), self.qk_head_dim)
+        keys = self.split_heads(self.key(sources), self.qk_head_dim)
+        values = self.split_heads(self.value(sources), self.v_head_dim)
         if rotation is not None:
             queries = RotaryEmbedding.rotate(queries, *rotation.query)
             keys = RotaryEmbedding.rotate(keys, *rotation.key)
         if cache is not None:
             keys, values = cache.update(keys, values, layer_idx)
 
-        interface = self._attention_interface(output_attentions)
-        is_causal = False
-        if interface is not eager_attention_forward and attention_mask is not None:
-            if plain_causal:
-                attention_mask, is_causal = None, True
-            else:
-                attention_mask = additive_mask(attention_mask, queries.dtype)
-        attn_output, attn_weights = interface(
-            self,
-            queries,
-            keys,
-            values,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.config.attention_dropout if self.training else 0.0,
-            is_causal=is_causal,
+        is_causal = plain_causal and attention_mask is not None
+        if is_causal and self.config._attn_implementation not in (None, "eager") and not output_attentions:
+            attention_mask = None  # SDPA applies the square causal mask by itself, with its fastest kernel
+        elif attention_mask is not None:
+            # Additive: a query row without keys averages all values (see causal_mask.additive_mask).
+            attention_mask, is_causal = additive_mask(attention_mask, queries.dtype), False
+        attn_output, attn_weights = self.attend(
+            queries, keys, values, attention_mask, output_attentions, is_causal=is_causal
         )
         attn_output = attn_output.reshape(batch_size, num_queries, self.v_channels)
         return self.output(attn_output), (attn_weights if output_attentions else None)
