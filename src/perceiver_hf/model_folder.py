@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 from huggingface_hub import ModelCard
 
-MODEL_TYPE = "perceiver_io"
+MODEL_TYPES = ("perceiver_io", "perceiver_ar")
 REQUIRED_METADATA = ("license", "library_name")
 
 
@@ -44,7 +44,7 @@ def check_output_folder(path: str | Path, option: str = "--output") -> Path:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
         except (OSError, ValueError, AttributeError):
             model_type = None
-        if model_type != MODEL_TYPE:
+        if model_type not in MODEL_TYPES:
             raise ValueError(
                 f"{option} {path} exists and is not a perceiver_hf model folder; refusing to replace it. "
                 "Choose a new folder, or remove this one first."

@@ -92,6 +92,8 @@ class PerceiverIOAttention(nn.Module):
         output_channels: int,
         num_heads: int,
         is_cross_attention: bool,
+        bias: bool = True,  # Perceiver AR's q/k/v projections have none
+        output_bias: bool = True,
     ):
         super().__init__()
         if qk_channels % num_heads:
@@ -110,10 +112,10 @@ class PerceiverIOAttention(nn.Module):
 
         self.query_norm = nn.LayerNorm(query_dim, eps=config.layer_norm_eps)
         self.kv_norm = nn.LayerNorm(kv_dim, eps=config.layer_norm_eps) if is_cross_attention else None
-        self.query = nn.Linear(query_dim, qk_channels)
-        self.key = nn.Linear(kv_dim, qk_channels)
-        self.value = nn.Linear(kv_dim, v_channels)
-        self.output = nn.Linear(v_channels, output_channels)
+        self.query = nn.Linear(query_dim, qk_channels, bias=bias)
+        self.key = nn.Linear(kv_dim, qk_channels, bias=bias)
+        self.value = nn.Linear(kv_dim, v_channels, bias=bias)
+        self.output = nn.Linear(v_channels, output_channels, bias=output_bias)
 
     @property
     def dropout(self) -> float:
@@ -173,13 +175,13 @@ class PerceiverIOAttention(nn.Module):
 
 
 class PerceiverIOMLP(nn.Module):
-    """Two-layer MLP with the configured activation."""
+    """Two-layer MLP with the configured activation (Perceiver AR's has no biases: `bias=False`)."""
 
-    def __init__(self, config: PerceiverIOConfig, channels: int, widening_factor: int):
+    def __init__(self, config: PerceiverIOConfig, channels: int, widening_factor: int, bias: bool = True):
         super().__init__()
-        self.fc1 = nn.Linear(channels, widening_factor * channels)
+        self.fc1 = nn.Linear(channels, widening_factor * channels, bias=bias)
         self.activation = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
-        self.fc2 = nn.Linear(widening_factor * channels, channels)
+        self.fc2 = nn.Linear(widening_factor * channels, channels, bias=bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))
