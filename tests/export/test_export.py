@@ -130,6 +130,10 @@ def test_failed_export_leaves_nothing(tmp_path, monkeypatch, capsys):
         (lambda folder: folder.mkdir(), "has no config.json"),
         (lambda folder: (folder.mkdir(), (folder / "config.json").write_text('{"model_type": "bert"}')), "'bert'"),
         (lambda folder: (folder.mkdir(), (folder / "config.json").write_text("{not json")), "not readable JSON"),
+        (
+            lambda folder: (folder.mkdir(), (folder / "config.json").write_text('{"model_type": "perceiver_ar"}')),
+            "Perceiver AR models are not exported",
+        ),
     ],
 )
 def test_export_command_refuses_what_it_cannot_export(tmp_path, capsys, setup, message):

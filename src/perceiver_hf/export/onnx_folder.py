@@ -76,8 +76,8 @@ def load_for_export(model_dir: str | Path) -> PerceiverIOPreTrainedModel:
         config = translate_config(config)
     elif config.get("model_type") != "perceiver_io":
         raise ValueError(
-            f"{model_dir} holds a {config.get('model_type')!r} model; export takes perceiver_hf (model_type "
-            "'perceiver_io') and transformers Perceiver ('perceiver') folders."
+            f"{model_dir} holds a {config.get('model_type')!r} model; export takes Perceiver IO folders (model_type "
+            "'perceiver_io', or transformers' 'perceiver'). Perceiver AR models are not exported."
         )
     name = (config.get("architectures") or ["PerceiverIOModel"])[0]
     head = getattr(perceiver_hf, name, None)
