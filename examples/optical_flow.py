@@ -20,7 +20,6 @@ from transformers import pipeline
 
 import perceiver_hf  # noqa: F401  (registers the "optical-flow" pipeline)
 
-
 MANY_TILES = 500
 
 

@@ -7,7 +7,8 @@ import torch
 from conftest import assert_parity, perturb_
 
 from perceiver_hf import PerceiverIOConfig
-from perceiver_hf.attention import PerceiverIOAttention, PerceiverIOLayer
+from perceiver_hf.attention import PerceiverIOAttention
+from perceiver_hf.layer import PerceiverIOLayer
 from perceiver_hf.input_array import InputArray
 
 

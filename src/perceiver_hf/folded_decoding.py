@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import PerceiverIOLayer
+from .layer import PerceiverIOLayer
 from .queries import FactoredQueries
 
 # Matrix widths are padded to a multiple of this: BLAS kernels run markedly faster on aligned widths.

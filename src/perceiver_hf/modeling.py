@@ -17,7 +17,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .adapters import InputAdapter, build_input_adapter
-from .attention import PerceiverIOLayer
+from .layer import PerceiverIOLayer
 from .configuration import PerceiverIOConfig
 from .from_transformers import (
     HUB_KWARGS,

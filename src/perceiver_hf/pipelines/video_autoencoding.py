@@ -58,7 +58,7 @@ def _video_backend(path: Path, action: str):
     except ImportError:
         iio = None
     try:
-        import av  # noqa: F401  (imageio's "pyav" plugin)
+        import av  # imageio's "pyav" plugin
     except ImportError:
         av = None
     if iio is None or av is None:
