@@ -237,7 +237,9 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOPreTrainedModel):
         width)`, `audio` `(batch, samples, 1)`, and `label` logits `(batch, num_labels)`.
 
         Encodes once and decodes all outputs in chunks of `chunk_size` queries (peak memory stays bounded);
-        `progress=True` shows a progress bar over the chunks. The modalities may be given by name.
+        `progress=True` shows a progress bar over the chunks. The modalities may be given by name. Values are the
+        model's outputs, not clamped (pixels near [0, 1], samples near [-1, 1], as DeepMind's colab returns them);
+        `PerceiverIOVideoAutoencodingProcessor.post_process` clamps them into uint8 frames and [-1, 1] samples.
         """
         inputs = self._gather_inputs(inputs, image, audio, label)
         input_array, encoded = self.perceiver.encode(inputs)
