@@ -1,0 +1,186 @@
+"""Every head held to transformers' model conventions, the ones its generic test suite checks: batching
+equivalence, eager and SDPA attention agreeing on padded batches (fp32 and bf16), save/load and config round
+trips, and `torch.export`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+import torch
+from conftest import perturb_
+from transformers import AutoConfig
+
+from perceiver_hf import (
+    PerceiverIOConfig,
+    PerceiverIOForImageClassification,
+    PerceiverIOForMaskedLM,
+    PerceiverIOForMultimodalAutoencoding,
+    PerceiverIOForOpticalFlow,
+    PerceiverIOForSequenceClassification,
+    PerceiverIOModel,
+)
+
+CORE = dict(num_latents=8, d_latents=16, num_self_attends_per_block=2, num_self_attention_heads=2, num_cross_attention_heads=1)
+TEXT = dict(vocab_size=40, max_position_embeddings=12, d_model=16, qk_channels=16, v_channels=16, **CORE)
+
+
+@dataclass
+class Head:
+    model_class: type
+    config: Callable[[], PerceiverIOConfig]
+    inputs: Callable[[int], dict]  # batch size -> forward kwargs
+    output: str = "logits"
+
+
+def _text(batch: int) -> dict:
+    return {"input_ids": torch.randint(6, 40, (batch, 9))}
+
+
+HEADS = {
+    "model-text": Head(
+        PerceiverIOModel,
+        lambda: PerceiverIOConfig.for_masked_lm(decoder_num_heads=1, decoder_qk_channels=16, **TEXT),
+        lambda batch: {"inputs": torch.randint(6, 40, (batch, 9))},
+        output="last_hidden_state",
+    ),
+    "masked-lm": Head(
+        PerceiverIOForMaskedLM,
+        lambda: PerceiverIOConfig.for_masked_lm(decoder_num_heads=1, decoder_qk_channels=16, **TEXT),
+        _text,
+    ),
+    "sequence-classification": Head(
+        PerceiverIOForSequenceClassification,
+        lambda: PerceiverIOConfig.for_sequence_classification(num_labels=3, **TEXT),
+        _text,
+    ),
+    "image-learned": Head(
+        PerceiverIOForImageClassification,
+        lambda: PerceiverIOConfig.for_image_classification("learned", image_size=8, num_labels=3, **CORE),
+        lambda batch: {"pixel_values": torch.randn(batch, 3, 8, 8)},
+    ),
+    "image-conv": Head(
+        PerceiverIOForImageClassification,
+        lambda: PerceiverIOConfig.for_image_classification("conv", image_size=16, num_labels=3, **CORE),
+        lambda batch: {"pixel_values": torch.randn(batch, 3, 16, 16)},
+    ),
+    "optical-flow": Head(
+        PerceiverIOForOpticalFlow,
+        lambda: PerceiverIOConfig.for_optical_flow(train_size=(6, 8), out_channels=16, num_bands=4, **CORE),
+        lambda batch: {"inputs": torch.randn(batch, 2, 27, 6, 8)},
+    ),
+    "multimodal-autoencoding": Head(
+        PerceiverIOForMultimodalAutoencoding,
+        lambda: PerceiverIOConfig.for_multimodal_autoencoding(
+            num_frames=2, image_size=8, audio_samples_per_frame=16, samples_per_patch=8, num_labels=3,
+            spatial_patch_size=4, image_num_bands=2, audio_num_bands=2, label_query_channels=8,
+            decoder_output_channels=16, decoder_chunk_size=50, **CORE,
+        ),  # fmt: skip
+        lambda batch: {"image": torch.rand(batch, 2, 3, 8, 8), "audio": torch.rand(batch, 32, 1) * 2 - 1},
+    ),
+}
+
+
+def settings(config: PerceiverIOConfig) -> dict:
+    """A config's contents, less where it was loaded from (transformers records that on loading)."""
+    return {key: value for key, value in config.to_dict().items() if key != "_name_or_path"}
+
+
+def build(name: str, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(0)
+    head = HEADS[name]
+    return perturb_(head.model_class._from_config(head.config(), **kwargs)).eval()
+
+
+def outputs_of(name: str, model: torch.nn.Module, inputs: dict) -> dict[str, torch.Tensor]:
+    """The head's main output as a dict of tensors (the multimodal head's logits are one per modality)."""
+    with torch.no_grad():
+        output = model(**inputs)[HEADS[name].output]
+    return output if isinstance(output, dict) else {"output": output}
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_each_example_of_a_batch_gives_what_it_gives_alone(name):
+    # Algebra, not rounding: float64 on both sides.
+    model = build(name).double()
+    inputs = {key: value.double() if value.is_floating_point() else value for key, value in HEADS[name].inputs(3).items()}
+    batched = outputs_of(name, model, inputs)
+    for row in range(3):
+        alone = outputs_of(name, model, {key: value[row : row + 1] for key, value in inputs.items()})
+        for key in batched:
+            torch.testing.assert_close(batched[key][row : row + 1], alone[key], rtol=1e-10, atol=1e-10, msg=key)
+
+
+def _padded_text_batch() -> dict:
+    input_ids = torch.randint(6, 40, (3, 9))
+    attention_mask = torch.ones(3, 9, dtype=torch.long)
+    attention_mask[1, -3:] = 0  # right padding
+    attention_mask[2, :2] = 0  # left padding
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("name", ["masked-lm", "sequence-classification", "model-text"])
+def test_eager_and_sdpa_agree_on_padded_batches(name, dtype):
+    inputs = _padded_text_batch()
+    if name == "model-text":
+        inputs["inputs"] = inputs.pop("input_ids")
+    real = inputs["attention_mask"].bool()
+    # The reference is eager attention in float64; each implementation's error is measured against it, and SDPA
+    # may not be much worse than eager at the same precision (a tolerance that scales with the dtype's rounding).
+    reference = outputs_of(name, build(name, attn_implementation="eager").double(), inputs)["output"]
+    errors = {}
+    for implementation in ("eager", "sdpa"):
+        model = build(name, attn_implementation=implementation).to(dtype)
+        output = outputs_of(name, model, inputs)["output"].double()
+        if name == "masked-lm":  # padded positions' logits are not compared: only real tokens are predictions
+            output, expected = output[real], reference[real]
+        else:
+            expected = reference
+        errors[implementation] = ((output - expected).abs().max() / expected.abs().max().clamp(min=1)).item()
+    floor = torch.finfo(dtype).eps * 8
+    assert errors["sdpa"] <= 2 * errors["eager"] + floor, errors
+    assert errors["eager"] <= (1e-5 if dtype == torch.float32 else 5e-2), errors
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_save_and_load_give_the_same_model(name, tmp_path):
+    model = build(name)
+    inputs = HEADS[name].inputs(2)
+    model.save_pretrained(tmp_path)
+    loaded = HEADS[name].model_class.from_pretrained(tmp_path).eval()
+    assert settings(loaded.config) == settings(model.config)
+    assert model.state_dict().keys() == loaded.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    # Same weights, same outputs; compared in float64, where kernels' summation orders do not show.
+    inputs = {key: value.double() if value.is_floating_point() else value for key, value in inputs.items()}
+    expected, reloaded = outputs_of(name, model.double(), inputs), outputs_of(name, loaded.double(), inputs)
+    for key in expected:
+        torch.testing.assert_close(reloaded[key], expected[key], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_config_round_trips(name, tmp_path):
+    config = HEADS[name].config()
+    assert settings(PerceiverIOConfig.from_dict(config.to_dict())) == settings(config)
+    config.to_json_file(tmp_path / "config.json")
+    assert settings(PerceiverIOConfig.from_json_file(tmp_path / "config.json")) == settings(config)
+    config.save_pretrained(tmp_path / "folder")
+    loaded = AutoConfig.from_pretrained(tmp_path / "folder")
+    assert type(loaded) is PerceiverIOConfig and settings(loaded) == settings(config)
+    # A second save writes the same file: nothing is added or lost on the way.
+    loaded.save_pretrained(tmp_path / "again")
+    assert (tmp_path / "again" / "config.json").read_text() == (tmp_path / "folder" / "config.json").read_text()
+
+
+@pytest.mark.parametrize("name", [name for name in HEADS if name != "multimodal-autoencoding"])
+def test_torch_export_gives_the_eager_outputs(name):
+    model = build(name)
+    inputs = HEADS[name].inputs(2)
+    program = torch.export.export(model, args=(), kwargs=inputs)
+    with torch.no_grad():
+        exported = program.module()(**inputs)[HEADS[name].output]
+    expected = outputs_of(name, model, inputs)["output"]
+    torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-5)
