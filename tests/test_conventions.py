@@ -4,8 +4,8 @@ trips, and `torch.export`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch
@@ -22,8 +22,8 @@ from perceiver_hf import (
     PerceiverIOModel,
 )
 
-CORE = dict(num_latents=8, d_latents=16, num_self_attends_per_block=2, num_self_attention_heads=2, num_cross_attention_heads=1)
-TEXT = dict(vocab_size=40, max_position_embeddings=12, d_model=16, qk_channels=16, v_channels=16, **CORE)
+CORE = {"num_latents": 8, "d_latents": 16, "num_self_attends_per_block": 2, "num_self_attention_heads": 2, "num_cross_attention_heads": 1}
+TEXT = {"vocab_size": 40, "max_position_embeddings": 12, "d_model": 16, "qk_channels": 16, "v_channels": 16, **CORE}
 
 
 @dataclass
@@ -76,7 +76,7 @@ HEADS = {
             num_frames=2, image_size=8, audio_samples_per_frame=16, samples_per_patch=8, num_labels=3,
             spatial_patch_size=4, image_num_bands=2, audio_num_bands=2, label_query_channels=8,
             decoder_output_channels=16, decoder_chunk_size=50, **CORE,
-        ),  # fmt: skip
+        ),
         lambda batch: {"image": torch.rand(batch, 2, 3, 8, 8), "audio": torch.rand(batch, 32, 1) * 2 - 1},
     ),
 }
