@@ -127,5 +127,9 @@ class MultimodalInputAdapter(InputAdapter):
             elif probability > 0.0:
                 masked = torch.rand(batch_size, sizes[name], device=packed.device) < probability
                 rows.copy_(torch.where(masked[..., None], self.mask_tokens[name]().to(dtype), rows))
+            elif name in self.mask_tokens:
+                # A never-used mask token (probability 0, as DeepMind's audio and image) still gets its zero
+                # gradient, so that DDP can run with find_unused_parameters=False.
+                rows[:, :1] += 0.0 * self.mask_tokens[name]().to(dtype)
             start += sizes[name]
         return InputArray(packed, attention_mask=attention_mask, modality_sizes=sizes)
