@@ -68,10 +68,12 @@ class AffineMap:
 
 def can_fold(layer: PerceiverIOLayer) -> bool:
     """Whether `layer` has the structure the folded decoding assumes (a cross-attention without query
-    residual, whose attention weights sum to one) on a device with float64 arithmetic (not Apple's MPS)."""
+    residual, whose attention weights sum to one) on a device with float64 arithmetic (not Apple's MPS), outside
+    `torch.compile`/`torch.export` tracing (folding factors the weights with data-dependent checks)."""
     attention = layer.attention
     return (
-        attention.is_cross_attention
+        not torch.compiler.is_compiling()
+        and attention.is_cross_attention
         and attention.query.weight.device.type != "mps"
         and not layer.use_query_residual
         and not (attention.training and attention.config.attention_probs_dropout_prob > 0)
