@@ -175,14 +175,24 @@ def test_config_round_trips(name, tmp_path):
     assert (tmp_path / "again" / "config.json").read_text() == (tmp_path / "folder" / "config.json").read_text()
 
 
-@pytest.mark.parametrize("name", HEADS)
-def test_torch_export_gives_the_eager_outputs(name):
+EXPORTS = [(name, False) for name in HEADS] + [
+    (name, True) for name in ("masked-lm", "image-learned", "optical-flow", "multimodal-autoencoding")
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "dynamic_batch"), EXPORTS, ids=[f"{name}-{'dynamic-batch' if dynamic else 'static'}" for name, dynamic in EXPORTS]
+)
+def test_torch_export_gives_the_eager_outputs(name, dynamic_batch):
     # Exported for inference, under no_grad, as transformers' exporters do (the autoencoder's eager inference then
-    # folds its decoder, which tracing leaves out).
+    # folds its decoder, which tracing leaves out). With a dynamic batch, the program then runs another batch size.
     model = build(name)
     inputs = HEADS[name].inputs(2)
+    shapes = {key: {0: torch.export.Dim("batch", max=64)} for key in inputs} if dynamic_batch else None
     with torch.no_grad():
-        program = torch.export.export(model, args=(), kwargs=inputs)
+        program = torch.export.export(model, args=(), kwargs=inputs, dynamic_shapes=shapes)
+    inputs = HEADS[name].inputs(3) if dynamic_batch else inputs
+    with torch.no_grad():
         exported = program.module()(**inputs)[HEADS[name].output]
     exported = exported if isinstance(exported, dict) else {"output": exported}
     expected = outputs_of(name, model, inputs)

@@ -107,9 +107,10 @@ class MultimodalInputAdapter(InputAdapter):
         dtype = next(iter(self.padding.values())).position_embeddings.dtype
         arrays = {name: self.modalities[name](inputs[name].to(dtype)) for name in self.modalities}
         batch_sizes = {name: array.batch_size for name, array in arrays.items()}
-        if len(set(batch_sizes.values())) != 1:
-            raise ValueError(f"All modalities need the same batch size, got {batch_sizes}.")
         batch_size = next(iter(batch_sizes.values()))
+        # Compared pairwise, not through a set: under torch.export, batch sizes are symbolic and unhashable.
+        if any(size != batch_size for size in batch_sizes.values()):
+            raise ValueError(f"All modalities need the same batch size, got {batch_sizes}.")
         sizes = {name: array.length for name, array in arrays.items()}
         first = next(iter(arrays.values()))
 
