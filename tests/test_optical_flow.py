@@ -204,6 +204,15 @@ def test_gradient_checkpointing_gives_the_same_gradients(checkpointing):
             torch.testing.assert_close(p.grad, plain[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_an_attention_mask_of_the_wrong_shape_is_named():
+    # One row per pixel: a (batch, width) mask, as a text-minded caller might build, is refused with the shape.
+    model = small_model()
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 10\), but the input array has 60 rows"):
+        model(inputs=torch.randn(2, 2, 27, 6, 10), attention_mask=torch.ones(2, 10))
+    masked = model(inputs=torch.randn(2, 2, 27, 6, 10), attention_mask=torch.ones(2, 60)).logits
+    assert masked.shape == (2, 6, 10, 2)
+
+
 @pytest.mark.parametrize(
     "inputs, message",
     [
