@@ -13,26 +13,25 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration import DEEPMIND_GELU, PerceiverIOConfig
+from .configuration import PerceiverIOConfig
+from .core.modeling import PerceiverIOModel, PerceiverIOPreTrainedModel
+from .core.outputs import (
+    PerceiverIOClassifierOutput,
+    PerceiverIOMaskedLMOutput,
+    PerceiverIOModelOutput,
+    PerceiverIOMultimodalAutoencodingOutput,
+)
 from .heads import (
     PerceiverIOForImageClassification,
     PerceiverIOForMaskedLM,
     PerceiverIOForMultimodalAutoencoding,
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
-    PerceiverIOMaskedLMOutput,
-    PerceiverIOMultimodalAutoencodingOutput,
 )
 from .input_array import InputArray
-from .modeling import (
-    PerceiverIOClassifierOutput,
-    PerceiverIOModel,
-    PerceiverIOModelOutput,
-    PerceiverIOPreTrainedModel,
-)
 from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
-from .processing_flow import PerceiverIOFlowProcessor
-from .video_processing import PerceiverIOVideoAutoencodingProcessor
+from .presets import DEEPMIND_GELU
+from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
 

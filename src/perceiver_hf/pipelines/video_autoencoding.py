@@ -20,8 +20,8 @@ import torch
 from PIL import Image, ImageSequence
 from transformers import Pipeline
 
-from ..file_writing import write_atomically
-from ..video_processing import PerceiverIOVideoAutoencodingProcessor
+from ..model_folder import write_file_atomically
+from ..processing.video import PerceiverIOVideoAutoencodingProcessor
 
 _PILLOW_ANIMATIONS = {".gif", ".webp", ".png", ".apng", ".tif", ".tiff"}
 _PILLOW_WRITES = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG", ".apng": "PNG"}
@@ -82,7 +82,7 @@ def save_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
             kind = _PILLOW_WRITES[extension]
             images[0].save(target, format=kind, save_all=True, append_images=images[1:], duration=duration, loop=0)
 
-        return write_atomically(path, write)
+        return write_file_atomically(path, write)
     if extension not in _VIDEO_CODECS:
         raise ValueError(
             f"Cannot write a video as {path.name!r}: use one of {', '.join(sorted(_PILLOW_WRITES))} (Pillow) or "
@@ -93,7 +93,7 @@ def save_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     def write(target: Path) -> None:
         iio.imwrite(target, frames, plugin=plugin, extension=path.suffix, codec=_VIDEO_CODECS[extension], fps=fps)
 
-    return write_atomically(path, write)
+    return write_file_atomically(path, write)
 
 
 def save_wav(path: str | Path, samples: np.ndarray, sampling_rate: int) -> Path:
@@ -107,7 +107,7 @@ def save_wav(path: str | Path, samples: np.ndarray, sampling_rate: int) -> Path:
             file.setframerate(int(sampling_rate))
             file.writeframes(pcm.tobytes())
 
-    return write_atomically(Path(path), write)
+    return write_file_atomically(Path(path), write)
 
 
 def load_processor(model) -> PerceiverIOVideoAutoencodingProcessor:
