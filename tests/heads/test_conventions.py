@@ -4,12 +4,12 @@ trips, and `torch.export`."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import torch
-from conftest import perturb_
 from transformers import AutoConfig
 
 from perceiver_hf import (
@@ -21,6 +21,7 @@ from perceiver_hf import (
     PerceiverIOForSequenceClassification,
     PerceiverIOModel,
 )
+from tests.helpers import perturb_
 
 CORE = {"num_latents": 8, "d_latents": 16, "num_self_attends_per_block": 2, "num_self_attention_heads": 2, "num_cross_attention_heads": 1}
 TEXT = {"vocab_size": 40, "max_position_embeddings": 12, "d_model": 16, "qk_channels": 16, "v_channels": 16, **CORE}
@@ -198,3 +199,21 @@ def test_torch_export_gives_the_eager_outputs(name, dynamic_batch):
     expected = outputs_of(name, model, inputs)
     for key in expected:
         torch.testing.assert_close(exported[key], expected[key], rtol=1e-5, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_the_main_input_comes_first_and_inputs_stays_its_keyword_alias(name):
+    # transformers' convention: `model(x)` binds x to `main_input_name`; transformers' Perceiver keyword `inputs=`
+    # keeps working.
+    model = build(name)
+    parameters = list(inspect.signature(type(model).forward).parameters)
+    assert parameters[1] == type(model).main_input_name, parameters
+    if name == "multimodal-autoencoding":
+        return  # its main input is the dict `inputs` itself
+    inputs = HEADS[name].inputs(2)
+    (main,) = inputs.values()
+    by_keyword = outputs_of(name, model, {type(model).main_input_name: main})
+    with torch.no_grad():
+        positional = model(main)[HEADS[name].output]
+    torch.testing.assert_close(positional, by_keyword["output"], rtol=0, atol=0)
+    torch.testing.assert_close(outputs_of(name, model, {"inputs": main})["output"], by_keyword["output"], rtol=0, atol=0)

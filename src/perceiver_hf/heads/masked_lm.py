@@ -59,10 +59,10 @@ class PerceiverIOForMaskedLM(PerceiverIOHead):
     @can_return_tuple
     def forward(
         self,
-        inputs: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOMaskedLMOutput:
         r"""
