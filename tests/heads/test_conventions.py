@@ -217,3 +217,40 @@ def test_the_main_input_comes_first_and_inputs_stays_its_keyword_alias(name):
         positional = model(main)[HEADS[name].output]
     torch.testing.assert_close(positional, by_keyword["output"], rtol=0, atol=0)
     torch.testing.assert_close(outputs_of(name, model, {"inputs": main})["output"], by_keyword["output"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["model-text", "masked-lm", "sequence-classification"])
+def test_token_embeddings_get_set_and_resize_with_the_tied_logits_following(name, tmp_path):
+    model = build(name)
+    embeddings = model.get_input_embeddings()
+    assert isinstance(embeddings, torch.nn.Embedding) and embeddings.num_embeddings == model.config.vocab_size == 40
+    replacement = torch.nn.Embedding(40, embeddings.embedding_dim)
+    model.set_input_embeddings(replacement)
+    assert model.get_input_embeddings() is replacement
+    inputs = HEADS[name].inputs(2)
+    before = outputs_of(name, model, inputs)["output"]
+
+    model.resize_token_embeddings(48, mean_resizing=False)
+    assert model.get_input_embeddings().num_embeddings == model.config.vocab_size == 48
+    assert model.config.input_adapter["vocab_size"] == 48
+    after = outputs_of(name, model, inputs)["output"]
+    if name == "masked-lm":  # logits for the 40 old tokens unchanged, 8 new ones from the tied embeddings
+        assert after.shape[-1] == 48
+        torch.testing.assert_close(after[..., :40], before, rtol=1e-6, atol=1e-6)
+        new_token = torch.full((2, 1), 47)
+        model(input_ids=torch.cat([inputs["input_ids"], new_token], dim=1))  # an id the old table did not have
+    else:
+        torch.testing.assert_close(after, before, rtol=1e-6, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    loaded = HEADS[name].model_class.from_pretrained(tmp_path).eval()
+    assert loaded.config.vocab_size == 48
+    # The same weights give the same outputs (in float64, where kernels' summation orders do not show).
+    expected = outputs_of(name, model.double(), inputs)["output"]
+    torch.testing.assert_close(outputs_of(name, loaded.double(), inputs)["output"], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_non_text_models_have_no_token_embeddings_to_set():
+    model = build("image-learned")
+    assert model.get_input_embeddings() is None
+    with pytest.raises(ValueError, match="Only text models have token embeddings"):
+        model.set_input_embeddings(torch.nn.Embedding(10, 10))
