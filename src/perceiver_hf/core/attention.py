@@ -21,7 +21,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..configuration import PerceiverIOConfig
-from ..input_array import InputArray
+from ..input_array import InputArray, split_tensors
 
 
 def eager_attention_forward(
@@ -256,7 +256,7 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
         layer_output += attention_output
         return layer_output
 
-    def forward(
+    def __call__(
         self,
         hidden_states: torch.Tensor,
         inputs: InputArray | torch.Tensor | None = None,
@@ -269,9 +269,29 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
         self-attention. `rewrite` is an algebraic rewrite of the attention step that the planner chose
         (`perceiver_hf.core.rewrites.planner`); it then prepares the inputs and computes the step in place of
         `self.attention`."""
+        # Reentrant checkpointing (`use_reentrant=True`) replays a layer from its positional tensors only; tensors
+        # inside an input array or key/values would be backpropagated in the replay and again outside it where they
+        # are shared (the flow input array is also the decoder's queries; chunks share the latents' key/values).
+        tensors, rebuild = split_tensors(key_values if key_values is not None else inputs)
+        return super().__call__(
+            hidden_states, attention_mask, *tensors, rebuild_context=rebuild, context_is_key_values=key_values is not None,
+            output_attentions=output_attentions, rewrite=rewrite,
+        )  # fmt: skip
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        *context_tensors: torch.Tensor,
+        rebuild_context: Callable,
+        context_is_key_values: bool = False,
+        output_attentions: bool = False,
+        rewrite=None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention = rewrite or self.attention
-        if key_values is None and inputs is not None:
-            key_values = attention.key_values(inputs)
+        key_values = rebuild_context(context_tensors)
+        if key_values is not None and not context_is_key_values:
+            key_values = attention.key_values(key_values)
         attention_output, attn_weights = attention(hidden_states, key_values, attention_mask, output_attentions)
         if self.use_query_residual:
             attention_output += hidden_states
