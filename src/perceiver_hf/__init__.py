@@ -10,6 +10,7 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
+    AutoModelForTimeSeriesPrediction,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -17,9 +18,11 @@ from .configuration import PerceiverIOConfig
 from .core.modeling import PerceiverIOModel, PerceiverIOPreTrainedModel
 from .core.outputs import (
     PerceiverIOClassifierOutput,
+    PerceiverIOForecastOutput,
     PerceiverIOMaskedLMOutput,
     PerceiverIOModelOutput,
     PerceiverIOMultimodalAutoencodingOutput,
+    PerceiverIOSampleOutput,
 )
 from .heads import (
     PerceiverIOForImageClassification,
@@ -27,9 +30,10 @@ from .heads import (
     PerceiverIOForMultimodalAutoencoding,
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
+    PerceiverIOForTimeSeriesForecasting,
 )
 from .input_array import InputArray
-from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
+from .pipelines import OpticalFlowPipeline, TimeSeriesForecastingPipeline, VideoAutoencodingPipeline
 from .presets import DEEPMIND_GELU
 from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
 
@@ -42,8 +46,15 @@ def _register() -> None:
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
     AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
+    AutoModelForTimeSeriesPrediction.register(PerceiverIOConfig, PerceiverIOForTimeSeriesForecasting, exist_ok=True)
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
+    )
+    PIPELINE_REGISTRY.register_pipeline(
+        "time-series-forecasting",
+        pipeline_class=TimeSeriesForecastingPipeline,
+        pt_model=PerceiverIOForTimeSeriesForecasting,
+        type="multimodal",
     )
     PIPELINE_REGISTRY.register_pipeline(
         "video-autoencoding",
@@ -67,11 +78,15 @@ __all__ = [
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
+    "PerceiverIOForTimeSeriesForecasting",
+    "PerceiverIOForecastOutput",
     "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOSampleOutput",
     "PerceiverIOVideoAutoencodingProcessor",
+    "TimeSeriesForecastingPipeline",
     "VideoAutoencodingPipeline",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 
 from .configuration import PerceiverIOConfig
 from .input_array import InputArray
-from .position import FourierPositionEncoding, TrainablePositionEncoding, build_position_encoding
+from .position import FourierPositionEncoding, TimeEncoding, TrainablePositionEncoding, build_position_encoding
 
 
 @dataclass
@@ -289,11 +289,46 @@ class MultimodalQueries(OutputQueries):
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
 
 
+@dataclass
+class TimePoints:
+    """The time steps a forecasting model is asked for: `steps` `(1 or batch, n)` offsets from the forecast origin
+    (0 is the first step after the history; negative steps are in the history) and their `time_features`
+    `(batch, n, num_time_features)`."""
+
+    steps: torch.Tensor
+    time_features: torch.Tensor | None = None
+
+
+class TimeQueries(OutputQueries):
+    """One query per asked-for time step: its `TimeEncoding` (the same as the input steps'), so that any horizon,
+    or any step of the history, can be decoded. They take the steps as `subsampled_points` (a `TimePoints`)."""
+
+    def __init__(self, time_encoding: dict | None = None):
+        super().__init__()
+        self.encoding = TimeEncoding(**(time_encoding or {}))
+
+    @property
+    def num_channels(self) -> int:
+        return self.encoding.num_channels
+
+    def num_queries(self, inputs: InputArray, subsampled_points: TimePoints | None = None) -> int:
+        if not isinstance(subsampled_points, TimePoints):
+            raise ValueError("Time queries decode the time steps they are given: pass a `TimePoints`.")
+        return subsampled_points.steps.shape[-1]
+
+    def forward(self, inputs: InputArray, start: int, end: int, subsampled_points: TimePoints | None = None) -> torch.Tensor:
+        points = subsampled_points
+        features = None if points.time_features is None else points.time_features[:, start:end]
+        queries = self.encoding(points.steps[:, start:end], features, inputs.dtype, name="future_time_features")
+        return queries.expand(inputs.batch_size, -1, -1)
+
+
 OUTPUT_QUERIES: dict[str, type[OutputQueries]] = {
     "trainable": TrainableQueries,
     "inputs": InputQueries,
     "fourier": FourierQueries,
     "multimodal": MultimodalQueries,
+    "time": TimeQueries,
 }
 
 
