@@ -209,17 +209,7 @@ class TimeEncoding(nn.Module):
     ) -> torch.Tensor:
         """`(1 or batch, n)` time steps and `(batch, n, num_time_features)` features -> `(1 or batch, n,
         num_channels)`. `name` is the argument the features came in, for error messages."""
-        expected = (steps.shape[-1], self.num_time_features)
-        if self.num_time_features and time_features is None:
-            raise ValueError(
-                f"This model was built with {self.num_time_features} time features per step: pass `{name}` of "
-                f"shape (batch, {expected[0]}, {expected[1]})."
-            )
-        if time_features is not None and (time_features.ndim != 3 or tuple(time_features.shape[1:]) != expected):
-            raise ValueError(
-                f"Expected `{name}` of shape (batch, {expected[0]}, {expected[1]}), got {tuple(time_features.shape)}"
-                f" (the model takes {self.num_time_features} time features per step)."
-            )
+        self.check_time_features(time_features, steps.shape[-1], name)
         compute_dtype = _feature_dtype(dtype)
         steps = steps.to(compute_dtype)[..., None]
         periods = torch.logspace(
@@ -232,6 +222,20 @@ class TimeEncoding(nn.Module):
             return features
         features = features.expand(time_features.shape[0], -1, -1)
         return torch.cat([features, time_features.to(dtype)], dim=-1)
+
+    def check_time_features(self, time_features: torch.Tensor | None, num_steps: int, name: str) -> None:
+        """Refuse missing or misshapen time features, naming the argument `name` they came in."""
+        expected = (num_steps, self.num_time_features)
+        if self.num_time_features and time_features is None:
+            raise ValueError(
+                f"This model was built with {self.num_time_features} time features per step: pass `{name}` of "
+                f"shape (batch, {expected[0]}, {expected[1]})."
+            )
+        if time_features is not None and (time_features.ndim != 3 or tuple(time_features.shape[1:]) != expected):
+            raise ValueError(
+                f"Expected `{name}` of shape (batch, {expected[0]}, {expected[1]}), got {tuple(time_features.shape)}"
+                f" (the model takes {self.num_time_features} time features per step)."
+            )
 
     def extra_repr(self) -> str:
         return (

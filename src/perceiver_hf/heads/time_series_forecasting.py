@@ -13,8 +13,9 @@ from ..core.outputs import PerceiverIOForecastOutput, PerceiverIOSampleOutput
 from ..input_adapters import TimeSeriesInputAdapter
 from ..losses import forecast_loss
 from ..output_adapters import build_output_adapter
-from ..queries import TimePoints, TimeQueries
+from ..queries import TimeQueries
 from ..scaling import SeriesScaler
+from ..time_points import time_plan
 from .base import PerceiverIOHead
 
 
@@ -44,27 +45,6 @@ class PerceiverIOForTimeSeriesForecasting(PerceiverIOHead):
         self.scaler = SeriesScaler(getattr(config, "scaling", "std"))
         self.output_adapter = build_output_adapter(config, self.decoder.output_channels, kind)
         self.post_init()
-
-    def time_points(self, prediction_length, future_time_index, future_time_features, device) -> TimePoints:
-        """The steps to decode: `future_time_index`, else the next `prediction_length` steps (default the config's)."""
-        if future_time_index is None:
-            length = self.config.prediction_length if prediction_length is None else prediction_length
-            if not isinstance(length, int) or length < 1:
-                raise ValueError(f"`prediction_length` must be a positive integer, got {length!r}.")
-            future_time_index = torch.arange(length, device=device)
-        elif prediction_length is not None and future_time_index.shape[-1] != prediction_length:
-            raise ValueError("Give `prediction_length` or `future_time_index`, not two different horizons.")
-        if future_time_index.ndim not in (1, 2) or future_time_index.shape[-1] < 1:
-            raise ValueError(
-                f"Expected `future_time_index` of shape (steps,) or (batch, steps), got {tuple(future_time_index.shape)}."
-            )
-        steps = future_time_index.reshape(-1, future_time_index.shape[-1]).to(device)
-        if future_time_features is not None and future_time_features.shape[1:2] != steps.shape[1:]:
-            raise ValueError(
-                f"Expected `future_time_features` of shape (batch, {steps.shape[1]}, num_time_features), one row per "
-                f"decoded step, got {tuple(future_time_features.shape)}."
-            )
-        return TimePoints(steps, future_time_features)
 
     @can_return_tuple
     def forward(
@@ -105,13 +85,16 @@ class PerceiverIOForTimeSeriesForecasting(PerceiverIOHead):
         scaled, loc, scale = self.scaler(values, observed)
         if prediction_length is None and future_time_index is None and future_values is not None:
             prediction_length = future_values.shape[1] if future_values.ndim == 3 else None
-        points = self.time_points(prediction_length, future_time_index, future_time_features, past_values.device)
+        plan = time_plan(
+            prediction_length, future_time_index, future_time_features, self.output_adapter.steps_per_query,
+            self.config.prediction_length, self.decoder.queries.encoding, past_values.device,
+        )
         adapter_kwargs = {"observed_mask": observed, "time_index": past_time_index, "time_features": past_time_features}
         input_array, encoded, output_attentions = self.encode(scaled, None, adapter_kwargs, **kwargs)
         decoded, decoder_weights = self.decoder(
-            encoded.last_hidden_state, input_array, output_attentions=output_attentions, subsampled_points=points
+            encoded.last_hidden_state, input_array, output_attentions=output_attentions, subsampled_points=plan.queries
         )
-        params = self.output_adapter(decoded)
+        params = plan.gather_steps(self.output_adapter(decoded))  # from the queries' steps to those asked for
 
         loss = None
         if future_values is not None:
@@ -143,7 +126,9 @@ class PerceiverIOForTimeSeriesForecasting(PerceiverIOHead):
         """`sequences` `(batch, num_parallel_samples, prediction_length, num_channels)`: draws from the forecast
         distribution of the next `prediction_length` steps (any number; default the config's), or of the steps of
         `future_time_index`. `inputs`: the other arguments of `forward` (time features, time indices)."""
-        outputs = self(past_values=past_values, past_observed_mask=past_observed_mask, prediction_length=prediction_length, **inputs)
+        outputs = self(
+            past_values=past_values, past_observed_mask=past_observed_mask, prediction_length=prediction_length, **inputs
+        )
         num_samples = num_parallel_samples or self.config.num_parallel_samples
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"`num_parallel_samples` must be a positive integer, got {num_samples!r}.")

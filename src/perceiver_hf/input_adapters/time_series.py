@@ -112,6 +112,7 @@ class TimeSeriesInputAdapter(InputAdapter):
                 f"step (and a model without patches), got {tuple(time_index.shape)}."
             )
         time_index = time_index.reshape(-1, num_steps)
+        self.time_encoding.check_time_features(time_features, num_steps, "past_time_features")
         if patch > 1:
             padding = -num_steps % patch
             values, observed_mask = (nn.functional.pad(t, (0, 0, padding, 0)) for t in (values, observed_mask))

@@ -23,7 +23,6 @@ from transformers import Pipeline
 
 from ..processing.forecast_plot import save_forecast_plot
 from ..processing.time_series import SeriesInput, as_series, calendar_features, future_timestamps
-from .video_autoencoding import _write_atomically
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 
@@ -126,10 +125,6 @@ class TimeSeriesForecastingPipeline(Pipeline):
             result["samples"] = samples
         if save is not None:
             band = np.quantile(samples, [0.1, 0.9], axis=0)
-            result["saved"] = _write_atomically(
-                Path(save),
-                lambda path: save_forecast_plot(
-                    path, history, values[levels.index(0.5)], band, model_outputs["future_timestamps"]
-                ),
-            )
+            median = values[levels.index(0.5)]
+            result["saved"] = save_forecast_plot(Path(save), history, median, band, model_outputs["future_timestamps"])
         return result

@@ -11,8 +11,6 @@ with a waveform. The model's frame count is read from `start_frame` on; frames a
 
 from __future__ import annotations
 
-import os
-import tempfile
 import wave
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 from PIL import Image, ImageSequence
 from transformers import Pipeline
 
+from ..files import write_atomically as _write_atomically
 from ..processing.video import PerceiverIOVideoAutoencodingProcessor
 
 _PILLOW_ANIMATIONS = {".gif", ".webp", ".png", ".apng", ".tif", ".tiff"}
@@ -51,20 +50,6 @@ def read_video(path: str | Path) -> tuple[list[np.ndarray], float | None]:
     frames = [np.asarray(frame)[..., :3] for frame in iio.imiter(path)]
     fps = iio.immeta(path).get("fps")
     return frames, (float(fps) if fps else None)
-
-
-def _write_atomically(path: Path, write) -> Path:
-    """Write through a temporary sibling, renamed into place: no half-written file is ever left at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomically
 from .time_series import SeriesInput
 
 
@@ -19,7 +20,7 @@ def save_forecast_plot(
     history_steps: int | None = None,
     title: str | None = None,
 ) -> Path:
-    """Write a PNG to `path`: the last `history_steps` steps of `history` (default four horizons), the `(steps,
+    """Write a PNG to `path` (atomically: no half-written file is ever left there): the last `history_steps` steps of `history` (default four horizons), the `(steps,
     channels)` `forecast` and the band between `band[0]` and `band[1]`; `actual` values of the forecast steps,
     when known, are drawn over it. The x axis is time when the history has timestamps, else step offsets."""
     try:
@@ -47,5 +48,4 @@ def save_forecast_plot(
     axes[0].legend(loc="upper left", fontsize="small", ncols=4)
     if title:
         axes[0].set_title(title)
-    figure.savefig(path, format="png", dpi=110)
-    return Path(path)
+    return write_atomically(path, lambda target: figure.savefig(target, format="png", dpi=110))
