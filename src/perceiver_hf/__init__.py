@@ -1,4 +1,4 @@
-"""perceiver_hf: Perceiver IO as a Hugging Face Transformers plugin.
+"""perceiver_hf: Perceiver IO and Perceiver AR as a Hugging Face Transformers plugin.
 
 Importing the package registers `PerceiverIOConfig` (`model_type="perceiver_io"`) and the task heads with
 transformers' Auto classes, so `AutoModel*.from_pretrained` and `pipeline(...)` work on perceiver_hf folders.
@@ -7,6 +7,7 @@ transformers' Auto classes, so `AutoModel*.from_pretrained` and `pipeline(...)` 
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -33,6 +34,17 @@ from .heads import (
     PerceiverIOForTimeSeriesForecasting,
 )
 from .input_array import InputArray
+from .perceiver_ar import (
+    KrassermPerceiverARConfig,
+    KrassermPerceiverARLoader,
+    PerceiverARCache,
+    PerceiverARCausalLMOutput,
+    PerceiverARConfig,
+    PerceiverARForCausalLM,
+    PerceiverARModel,
+    PerceiverARModelOutput,
+    PerceiverARPreTrainedModel,
+)
 from .pipelines import OpticalFlowPipeline, TimeSeriesForecastingPipeline, VideoAutoencodingPipeline
 from .presets import DEEPMIND_GELU
 from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
@@ -47,6 +59,12 @@ def _register() -> None:
     AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
     AutoModelForTimeSeriesPrediction.register(PerceiverIOConfig, PerceiverIOForTimeSeriesForecasting, exist_ok=True)
+    AutoConfig.register(PerceiverARConfig.model_type, PerceiverARConfig, exist_ok=True)
+    AutoModel.register(PerceiverARConfig, PerceiverARModel, exist_ok=True)
+    AutoModelForCausalLM.register(PerceiverARConfig, PerceiverARForCausalLM, exist_ok=True)
+    # krasserm/perceiver-io folders load (converted on the fly) through the same Auto classes.
+    AutoConfig.register(KrassermPerceiverARConfig.model_type, KrassermPerceiverARConfig, exist_ok=True)
+    AutoModelForCausalLM.register(KrassermPerceiverARConfig, KrassermPerceiverARLoader, exist_ok=True)
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
     )
@@ -70,6 +88,13 @@ __all__ = [
     "DEEPMIND_GELU",
     "InputArray",
     "OpticalFlowPipeline",
+    "PerceiverARCache",
+    "PerceiverARCausalLMOutput",
+    "PerceiverARConfig",
+    "PerceiverARForCausalLM",
+    "PerceiverARModel",
+    "PerceiverARModelOutput",
+    "PerceiverARPreTrainedModel",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
     "PerceiverIOFlowProcessor",

@@ -10,7 +10,7 @@ encoder read the array a block of rows at a time, so no full-length copy of it e
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import torch
 
@@ -96,3 +96,16 @@ class InputArray:
             for target, part in zip(outputs, block):
                 target[:, start : start + block_size] = part
         return outputs
+
+
+def split_tensors(value) -> tuple[tuple[torch.Tensor, ...], Callable[[tuple[torch.Tensor, ...]], object]]:
+    """The tensors of `value` (a tensor, a dataclass such as `InputArray`, or `None`) and a function that rebuilds it
+    from them, or from the detached copies a reentrant gradient checkpoint hands back."""
+    if value is None:
+        return (), lambda tensors: None
+    if isinstance(value, torch.Tensor):
+        return (value,), lambda tensors: tensors[0]
+    if not is_dataclass(value):
+        raise TypeError(f"Expected a tensor, an InputArray or KeyValues, got {type(value).__name__}.")
+    names = [field.name for field in fields(value) if isinstance(getattr(value, field.name), torch.Tensor)]
+    return tuple(getattr(value, name) for name in names), lambda tensors: replace(value, **dict(zip(names, tensors)))

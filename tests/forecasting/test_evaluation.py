@@ -57,9 +57,8 @@ def test_seasonal_naive_on_co2_keeps_its_in_sample_scale():
 
 
 @pytest.mark.parametrize("forecaster", [PerceiverIOForecaster, PatchTSTForecaster])
-def test_a_few_training_steps_lower_the_loss_and_give_finite_metrics(elnino, forecaster):
+def test_a_few_training_steps_lower_the_loss_and_give_finite_metrics(elnino, forecaster, single_thread):
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     kwargs = SMALL_PERCEIVER if forecaster is PerceiverIOForecaster else {"d_model": 32, "num_layers": 1}
     model = forecaster(elnino, **kwargs)
     losses = train(model, elnino, TrainingBudget(steps=30, batch_size=16, learning_rate=3e-3), progress=False)

@@ -60,6 +60,14 @@ def test_loss_is_the_negative_log_likelihood_of_transformers_student_t():
     assert_parity(output.prediction_outputs, model.distribution(output).mean, 1e-6)
 
 
+def test_the_normal_forecast_is_its_distribution_mean():
+    model = forecaster(distribution_output="normal")
+    with torch.no_grad():
+        output = model(past_values=history())
+    assert len(output.distribution_params) == 2  # loc, scale
+    assert_parity(output.prediction_outputs, model.distribution(output).mean, 1e-6)
+
+
 @pytest.mark.parametrize("loss", ["mse", "mae"])
 def test_point_forecasts_train_on_scaled_errors_and_sample_once(loss):
     model = forecaster(loss=loss)

@@ -23,10 +23,10 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
     @can_return_tuple
     def forward(
         self,
-        inputs: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         r"""

@@ -9,6 +9,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
 
 from ..configuration import PerceiverIOConfig
+from ..core.modeling import select_inputs
 from ..core.outputs import PerceiverIOForecastOutput, PerceiverIOSampleOutput
 from ..input_adapters import TimeSeriesInputAdapter
 from ..losses import forecast_loss
@@ -58,11 +59,13 @@ class PerceiverIOForTimeSeriesForecasting(PerceiverIOHead):
         past_time_index: torch.Tensor | None = None,
         future_time_index: torch.Tensor | None = None,
         prediction_length: int | None = None,
+        inputs: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOForecastOutput:
         r"""
         past_values (`torch.Tensor` of shape `(batch_size, context_length, num_channels)`):
-            The history; any number of steps. Missing values may be NaN where `past_observed_mask` is 0.
+            The history; any number of steps. Missing values may be NaN where `past_observed_mask` is 0. (`inputs`
+            is accepted as an alias, as in transformers' Perceiver.)
         past_observed_mask (`torch.Tensor` of the shape of `past_values`, *optional*):
             1 where a value was observed, 0 where it is missing (default: all observed).
         future_values (`torch.Tensor` of shape `(batch_size, steps, num_channels)`, *optional*):
@@ -78,8 +81,7 @@ class PerceiverIOForTimeSeriesForecasting(PerceiverIOHead):
         prediction_length (`int`, *optional*):
             How many steps to forecast, default `config.prediction_length` (or the length of `future_values`).
         """
-        if past_values is None:
-            raise ValueError("You have to specify `past_values`, the history: (batch, context_length, num_channels).")
+        past_values = select_inputs(inputs, past_values, "past_values")
         past_values = past_values.to(self.dtype) if past_values.is_floating_point() else past_values
         values, observed = self.perceiver.input_adapter.prepare(past_values, past_observed_mask)
         scaled, loc, scale = self.scaler(values, observed)

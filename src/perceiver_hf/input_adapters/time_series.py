@@ -58,14 +58,7 @@ class TimeSeriesInputAdapter(InputAdapter):
             )
         if not past_values.is_floating_point():
             raise TypeError(f"Expected floating-point `past_values`, got dtype {past_values.dtype}.")
-        finite = torch.isfinite(past_values)
         if past_observed_mask is None:
-            if not finite.all():
-                raise ValueError(
-                    f"`past_values` has {int((~finite).sum())} NaN or infinite value(s) and no `past_observed_mask`: "
-                    "pass `past_observed_mask` (1 where a value was observed, 0 where it is missing), and the "
-                    "missing values are ignored."
-                )
             observed = torch.ones_like(past_values, dtype=torch.bool)
         else:
             if not isinstance(past_observed_mask, torch.Tensor) or past_observed_mask.shape != past_values.shape:
@@ -74,20 +67,31 @@ class TimeSeriesInputAdapter(InputAdapter):
                     f"Expected `past_observed_mask` of the shape of `past_values`, {tuple(past_values.shape)}, got {got}."
                 )
             observed = past_observed_mask.to(torch.bool)
-            if not finite[observed].all():
-                raise ValueError(
-                    "`past_values` has NaN or infinite values at steps that `past_observed_mask` marks as observed: "
-                    "set the mask to 0 there."
-                )
+        if not torch.compiler.is_compiling():  # checks of the values: a compiled graph cannot branch on them
+            self._check_values(past_values, observed, past_observed_mask is not None)
+        return past_values.masked_fill(~observed, 0.0), observed
+
+    def _check_values(self, past_values: torch.Tensor, observed: torch.Tensor, mask_given: bool) -> None:
+        finite = torch.isfinite(past_values)
+        if not mask_given and not finite.all():
+            raise ValueError(
+                f"`past_values` has {int((~finite).sum())} NaN or infinite value(s) and no `past_observed_mask`: "
+                "pass `past_observed_mask` (1 where a value was observed, 0 where it is missing), and the "
+                "missing values are ignored."
+            )
+        if mask_given and not finite[observed].all():
+            raise ValueError(
+                "`past_values` has NaN or infinite values at steps that `past_observed_mask` marks as observed: "
+                "set the mask to 0 there."
+            )
         counts = observed.sum(dim=1)
         if past_values.shape[0] and counts.min() < MIN_OBSERVED_STEPS:
-            series, channel = divmod(int(counts.argmin()), channels)
+            series, channel = divmod(int(counts.argmin()), self.num_series_channels)
             raise ValueError(
                 f"The history is too short: series {series}, channel {channel} has {int(counts.min())} observed "
                 f"value(s) in its {past_values.shape[1]} steps; the model needs at least {MIN_OBSERVED_STEPS} (to "
                 "scale it). Give a longer history."
             )
-        return past_values.masked_fill(~observed, 0.0), observed
 
     def forward(
         self,

@@ -52,7 +52,11 @@ class DistributionOutputAdapter(ForecastOutputAdapter):
         return AffineTransformed(self.distribution_output.distribution_class(*params), loc=loc, scale=scale)
 
     def point_forecast(self, params, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return self.distribution(params, loc, scale).mean
+        """The mean: the distribution's `loc` (a Student's t has one, since transformers' domain map keeps its
+        degrees of freedom above 2). Read directly, as torch's `mean` branches on values, which `torch.export`
+        cannot trace."""
+        named = dict(zip(self.distribution_output.args_dim, params))
+        return named["loc"] * scale + loc
 
     def loss(self, params, loc, scale, target: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of `target` `(batch, steps, channels)`, per value."""

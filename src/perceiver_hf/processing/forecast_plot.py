@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import write_atomically
+from ..model_folder import write_file_atomically
 from .time_series import SeriesInput
 
 
@@ -48,4 +48,4 @@ def save_forecast_plot(
     axes[0].legend(loc="upper left", fontsize="small", ncols=4)
     if title:
         axes[0].set_title(title)
-    return write_atomically(path, lambda target: figure.savefig(target, format="png", dpi=110))
+    return write_file_atomically(path, lambda target: figure.savefig(target, format="png", dpi=110))
