@@ -32,6 +32,7 @@ from perceiver_hf.forecasting import (
     load_task,
     train,
 )
+from perceiver_hf.model_folder import write_file_atomically
 from perceiver_hf.processing.forecast_plot import save_forecast_plot
 from perceiver_hf.processing.time_series import SeriesInput
 
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps and --batch-size must be positive")
+    if args.plot and args.plot.suffix.lower() != ".png":
+        parser.error(f"--plot writes a PNG: give a path ending in .png, got {str(args.plot)!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
     budget = TrainingBudget(args.steps, args.batch_size, args.learning_rate, seed=args.seed)
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"wrote {args.plot}")
     print_table(results, budget)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        write_file_atomically(args.json, lambda target: target.write_text(json.dumps(results, indent=2)))
     return results
 
 
