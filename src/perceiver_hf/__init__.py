@@ -11,6 +11,7 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
+    AutoModelForTimeSeriesPrediction,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -18,9 +19,11 @@ from .configuration import PerceiverIOConfig
 from .core.modeling import PerceiverIOModel, PerceiverIOPreTrainedModel
 from .core.outputs import (
     PerceiverIOClassifierOutput,
+    PerceiverIOForecastOutput,
     PerceiverIOMaskedLMOutput,
     PerceiverIOModelOutput,
     PerceiverIOMultimodalAutoencodingOutput,
+    PerceiverIOSampleOutput,
 )
 from .heads import (
     PerceiverIOForImageClassification,
@@ -28,6 +31,7 @@ from .heads import (
     PerceiverIOForMultimodalAutoencoding,
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
+    PerceiverIOForTimeSeriesForecasting,
 )
 from .input_array import InputArray
 from .perceiver_ar import (
@@ -41,7 +45,7 @@ from .perceiver_ar import (
     PerceiverARModelOutput,
     PerceiverARPreTrainedModel,
 )
-from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
+from .pipelines import OpticalFlowPipeline, TimeSeriesForecastingPipeline, VideoAutoencodingPipeline
 from .presets import DEEPMIND_GELU
 from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
 
@@ -54,6 +58,7 @@ def _register() -> None:
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
     AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
+    AutoModelForTimeSeriesPrediction.register(PerceiverIOConfig, PerceiverIOForTimeSeriesForecasting, exist_ok=True)
     AutoConfig.register(PerceiverARConfig.model_type, PerceiverARConfig, exist_ok=True)
     AutoModel.register(PerceiverARConfig, PerceiverARModel, exist_ok=True)
     AutoModelForCausalLM.register(PerceiverARConfig, PerceiverARForCausalLM, exist_ok=True)
@@ -62,6 +67,12 @@ def _register() -> None:
     AutoModelForCausalLM.register(KrassermPerceiverARConfig, KrassermPerceiverARLoader, exist_ok=True)
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
+    )
+    PIPELINE_REGISTRY.register_pipeline(
+        "time-series-forecasting",
+        pipeline_class=TimeSeriesForecastingPipeline,
+        pt_model=PerceiverIOForTimeSeriesForecasting,
+        type="multimodal",
     )
     PIPELINE_REGISTRY.register_pipeline(
         "video-autoencoding",
@@ -92,11 +103,15 @@ __all__ = [
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
+    "PerceiverIOForTimeSeriesForecasting",
+    "PerceiverIOForecastOutput",
     "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOSampleOutput",
     "PerceiverIOVideoAutoencodingProcessor",
+    "TimeSeriesForecastingPipeline",
     "VideoAutoencodingPipeline",
 ]

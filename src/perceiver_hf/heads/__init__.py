@@ -7,6 +7,7 @@ from .masked_lm import PerceiverIOForMaskedLM
 from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding
 from .optical_flow import PerceiverIOForOpticalFlow
 from .sequence_classification import PerceiverIOForSequenceClassification
+from .time_series_forecasting import PerceiverIOForTimeSeriesForecasting
 
 __all__ = [
     "PerceiverIOClassifier",
@@ -15,5 +16,6 @@ __all__ = [
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
+    "PerceiverIOForTimeSeriesForecasting",
     "PerceiverIOHead",
 ]

@@ -6,13 +6,16 @@ from ..configuration import PerceiverIOConfig
 from .base import OutputAdapter
 from .classification import ClassificationOutputAdapter
 from .flow import FlowOutputAdapter
+from .forecast import DistributionOutputAdapter, PointOutputAdapter
 from .multimodal import ModalityOutputAdapter, MultimodalOutputAdapter
 from .text import TiedEmbeddingLogits
 
 OUTPUT_ADAPTERS: dict[str, type[OutputAdapter]] = {
     "classification": ClassificationOutputAdapter,
+    "distribution": DistributionOutputAdapter,
     "flow": FlowOutputAdapter,
     "multimodal": MultimodalOutputAdapter,
+    "point": PointOutputAdapter,
     "tied_embeddings": TiedEmbeddingLogits,
 }
 
@@ -35,10 +38,12 @@ def build_output_adapter(config: PerceiverIOConfig, in_channels: int, head_type:
 __all__ = [
     "OUTPUT_ADAPTERS",
     "ClassificationOutputAdapter",
+    "DistributionOutputAdapter",
     "FlowOutputAdapter",
     "ModalityOutputAdapter",
     "MultimodalOutputAdapter",
     "OutputAdapter",
+    "PointOutputAdapter",
     "TiedEmbeddingLogits",
     "build_output_adapter",
 ]
