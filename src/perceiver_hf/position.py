@@ -17,8 +17,15 @@ import torch
 from torch import nn
 
 
+def _as_dim(size) -> int:
+    # Symbolic sizes (torch.export, torch.compile with dynamic shapes) stay symbolic: int() would fix them.
+    return size if isinstance(size, (int, torch.SymInt)) else int(size)
+
+
 def _as_dims(index_dims: int | Sequence[int]) -> tuple[int, ...]:
-    return (int(index_dims),) if isinstance(index_dims, int) else tuple(int(d) for d in index_dims)
+    if isinstance(index_dims, (int, torch.SymInt)):
+        return (index_dims,)
+    return tuple(_as_dim(d) for d in index_dims)
 
 
 def _num_elements(dims: Sequence[int]) -> int:
@@ -28,6 +35,27 @@ def _num_elements(dims: Sequence[int]) -> int:
 
 def _feature_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def grid_coordinates(flat: torch.Tensor, index_dims: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """Row-major coordinates of the flat indices `flat` in a grid of shape `index_dims` (`torch.unravel_index`,
+    written with floor division so that symbolic sizes stay symbolic under `torch.export`)."""
+    coordinates = []
+    for size in reversed(index_dims):
+        quotient = torch.div(flat, size, rounding_mode="floor")
+        coordinates.append(flat - quotient * size)  # not `%`: ONNX export has no remainder by a symbolic size
+        flat = quotient
+    return tuple(reversed(coordinates))
+
+
+def _linspace(size: int, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
+    """`torch.linspace(-1, 1, size)`. A symbolic `size` (under `torch.export`) would be fixed to its example value
+    by `linspace`, so it is computed from `arange` instead, the same way (from both ends), to within rounding."""
+    if not isinstance(size, torch.SymInt):
+        return torch.linspace(-1.0, 1.0, steps=size, dtype=dtype, device=device)
+    index = torch.arange(size, device=device, dtype=dtype)
+    step = 2.0 / torch.sym_max(size - 1, 1)
+    return torch.where(index < (size + 1) // 2, -1.0 + step * index, 1.0 - step * (size - 1 - index))
 
 
 def linear_positions(
@@ -47,9 +75,9 @@ def linear_positions(
     total = _num_elements(dims)
     end = total if end is None else end
     flat = torch.arange(start, end, device=device)
-    coordinates = torch.unravel_index(flat, dims)
+    coordinates = grid_coordinates(flat, dims)
     columns = [
-        torch.linspace(-1.0, 1.0, steps=size, dtype=dtype, device=device)[coordinate]
+        _linspace(size, dtype, device)[coordinate]
         for size, coordinate in zip(dims, coordinates)
     ]
     return torch.stack(columns, dim=-1)

@@ -4,6 +4,7 @@ conversion tools."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,10 @@ def convert_fixture(task: str, fixture: Path, output: Path):
 def run_module(module: str, *args, **kwargs) -> subprocess.CompletedProcess:
     """`python -m module args` from the checkout's root, where the `conversion` tools run as modules."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, **kwargs)
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a multi-process test's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
