@@ -253,6 +253,15 @@ def masked_lm_decoder_config(
     }
 
 
+def token_classification_decoder_config(
+    d_model: int, max_position_embeddings: int, num_heads: int = 8, qk_channels: int = 256, mask_padded_queries: bool = True
+) -> dict[str, Any]:
+    """The masked language model's decoder (one learned query per byte position), its output projected to
+    `num_labels` per position instead of tied to the byte embeddings, so a masked LM's decoder carries over."""
+    decoder = masked_lm_decoder_config(d_model, max_position_embeddings, num_heads, qk_channels, mask_padded_queries)
+    return {**decoder, "final_project": True}
+
+
 # DeepMind's `language_perceiver_io_bytes` encoder (transformers' `deepmind/language-perceiver`).
 _LANGUAGE_CORE = {
     "num_latents": 256,
@@ -499,6 +508,34 @@ class PerceiverIOConfig(PreTrainedConfig):
             num_labels=num_labels,
         )
 
+    @classmethod
+    def for_token_classification(
+        cls,
+        num_labels: int | None = None,
+        max_position_embeddings: int = 2048,
+        vocab_size: int = 262,
+        decoder_num_heads: int = 8,
+        decoder_qk_channels: int = 256,
+        mask_padded_queries: bool = True,
+        **overrides,
+    ) -> PerceiverIOConfig:
+        """The language model's encoder and per-position decoder, each position's output projected to `num_labels`
+        logits (one label per byte): `num_labels`, or as many as `id2label` names (default 2). `overrides` replace
+        core fields, as in `for_masked_lm`."""
+        if num_labels is None:
+            num_labels = len(overrides["id2label"]) if overrides.get("id2label") else 2
+        core = {**_LANGUAGE_CORE, **overrides}
+        core.setdefault("v_channels", core["d_latents"])
+        decoder = token_classification_decoder_config(
+            core["d_model"], max_position_embeddings, decoder_num_heads, decoder_qk_channels, mask_padded_queries
+        )
+        return cls(
+            **core,
+            input_adapter=text_adapter_config(vocab_size, max_position_embeddings),
+            decoder=decoder,
+            num_labels=num_labels,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         for key in ("input_adapter", "decoder", "output_adapter"):
@@ -519,5 +556,6 @@ __all__ = [
     "masked_lm_decoder_config",
     "multimodal_autoencoding_components",
     "text_adapter_config",
+    "token_classification_decoder_config",
     "trainable_position_encoding",
 ]

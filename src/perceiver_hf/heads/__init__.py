@@ -6,6 +6,7 @@ from .masked_lm import PerceiverIOForMaskedLM, PerceiverIOMaskedLMOutput
 from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
 from .optical_flow import PerceiverIOForOpticalFlow
 from .sequence_classification import PerceiverIOForSequenceClassification
+from .token_classification import PerceiverIOForTokenClassification
 
 __all__ = [
     "PerceiverIOClassifier",
@@ -14,6 +15,7 @@ __all__ = [
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
+    "PerceiverIOForTokenClassification",
     "PerceiverIOMaskedLMOutput",
     "PerceiverIOMultimodalAutoencodingOutput",
 ]
