@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,15 @@ requires_fixtures = pytest.mark.skipif(
 )
 
 PARITY_TOLERANCE = 1e-4
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name: str):
+    """Import a script of `examples/` as a module, as `python examples/NAME.py` would find its sibling modules."""
+    if str(EXAMPLES_DIR) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES_DIR))
+    return importlib.import_module(name)
 
 
 def relative_error(actual: torch.Tensor, reference: torch.Tensor) -> float:

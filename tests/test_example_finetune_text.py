@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_example
 from transformers import PerceiverTokenizer
 
 MAX_STEPS = 20
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_text_classification.py"
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("finetune_text_classification", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("finetune_text_classification")
 
 
 def test_docstring_dataset_is_balanced_real_prose_split_by_text(example):

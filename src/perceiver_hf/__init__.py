@@ -11,6 +11,7 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
+    AutoTokenizer,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -32,8 +33,9 @@ from .modeling import (
     PerceiverIOModelOutput,
     PerceiverIOPreTrainedModel,
 )
-from .pipelines import OpticalFlowPipeline, VideoAutoencodingPipeline
+from .pipelines import OpticalFlowPipeline, PerceiverIOTokenClassificationPipeline, VideoAutoencodingPipeline
 from .processing_flow import PerceiverIOFlowProcessor
+from .tokenization import PerceiverIOByteTokenizer
 from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
@@ -46,6 +48,13 @@ def _register() -> None:
     AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
     AutoModelForTokenClassification.register(PerceiverIOConfig, PerceiverIOForTokenClassification, exist_ok=True)
+    AutoTokenizer.register(PerceiverIOConfig, tokenizer_class=PerceiverIOByteTokenizer, exist_ok=True)
+    # transformers' token-classification task, with character offsets for our byte-level models (unchanged for others).
+    token_classification = PIPELINE_REGISTRY.supported_tasks["token-classification"]
+    PIPELINE_REGISTRY.supported_tasks["token-classification"] = {
+        **token_classification,
+        "impl": PerceiverIOTokenClassificationPipeline,
+    }
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
     )
@@ -63,6 +72,7 @@ __all__ = [
     "DEEPMIND_GELU",
     "InputArray",
     "OpticalFlowPipeline",
+    "PerceiverIOByteTokenizer",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
     "PerceiverIOFlowProcessor",
@@ -77,6 +87,7 @@ __all__ = [
     "PerceiverIOModelOutput",
     "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOTokenClassificationPipeline",
     "PerceiverIOVideoAutoencodingProcessor",
     "VideoAutoencodingPipeline",
 ]
