@@ -113,19 +113,11 @@ def accuracy(prediction) -> dict[str, float]:
     return {"accuracy": float((np.argmax(prediction.predictions, axis=-1) == prediction.label_ids).mean())}
 
 
-def make_trainer(
-    model: PerceiverIOForSequenceClassification,
-    tokenizer: PerceiverTokenizer,
-    train: list[dict],
-    test: list[dict],
-    output_dir: str | Path,
-    max_steps: int,
-    batch_size: int = 32,
-    learning_rate: float = 3e-4,
-    logging_steps: int = 50,
-    seed: int = 0,
-) -> Trainer:
-    arguments = TrainingArguments(
+def training_arguments(
+    output_dir: str | Path, max_steps: int, batch_size: int, learning_rate: float, logging_steps: int, seed: int
+) -> TrainingArguments:
+    """The examples' training set-up: AdamW with weight decay, warm-up then a cosine schedule, no checkpoints."""
+    return TrainingArguments(
         output_dir=str(output_dir),
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,
@@ -141,9 +133,23 @@ def make_trainer(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
+
+
+def make_trainer(
+    model: PerceiverIOForSequenceClassification,
+    tokenizer: PerceiverTokenizer,
+    train: list[dict],
+    test: list[dict],
+    output_dir: str | Path,
+    max_steps: int,
+    batch_size: int = 32,
+    learning_rate: float = 3e-4,
+    logging_steps: int = 50,
+    seed: int = 0,
+) -> Trainer:
     return Trainer(
         model=model,
-        args=arguments,
+        args=training_arguments(output_dir, max_steps, batch_size, learning_rate, logging_steps, seed),
         train_dataset=train,
         eval_dataset=test,
         data_collator=DataCollatorWithPadding(tokenizer),

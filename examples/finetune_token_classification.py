@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from docstring_corpus import docstrings, hash_fraction, package_root, prose_paragraphs, sentences, source_files
+from finetune_text_classification import training_arguments
 from transformers import (
     DataCollatorForLanguageModeling,
     DataCollatorForTokenClassification,
     PerceiverTokenizer,
     Trainer,
-    TrainingArguments,
     pipeline,
 )
 
@@ -62,7 +62,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`:])")
 
 def _shown(target: str) -> str:
     """The text Sphinx shows for a role's target: `title <target>` -> title, `~a.b.c` -> c, `!x` -> x."""
-    titled = re.fullmatch(r"(.+?)\s*<[^<>]*>", target, re.S)
+    titled = re.fullmatch(r"(.+?)\s*<[^<>]*>", target, re.DOTALL)
     if titled:
         return titled.group(1)
     target = target.lstrip("!")
@@ -224,31 +224,11 @@ def entity_scores(prediction) -> dict[str, float]:
     return {name: float(value) for name, value in scores.items()}
 
 
-def training_arguments(output_dir: str | Path, max_steps: int, batch_size: int, learning_rate: float, seed: int,
-                       logging_steps: int = 50) -> TrainingArguments:  # fmt: skip
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=64,
-        learning_rate=learning_rate,
-        weight_decay=0.01,
-        warmup_steps=min(50, max_steps // 10),
-        lr_scheduler_type="cosine",
-        logging_steps=logging_steps,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-    )
-
-
 def make_trainer(model, tokenizer, train: list[dict], test: list[dict], output_dir, max_steps: int,
                  batch_size: int = 32, learning_rate: float = 1e-3, logging_steps: int = 50, seed: int = 0) -> Trainer:  # fmt: skip
     return Trainer(
         model=model,
-        args=training_arguments(output_dir, max_steps, batch_size, learning_rate, seed, logging_steps),
+        args=training_arguments(output_dir, max_steps, batch_size, learning_rate, logging_steps, seed),
         train_dataset=train,
         eval_dataset=test,
         data_collator=DataCollatorForTokenClassification(tokenizer),
@@ -270,7 +250,7 @@ def pretrain_masked_lm(texts: list[str], tokenizer, output_dir: Path, max_length
     model = PerceiverIOForMaskedLM(masked_lm_config)
     trainer = Trainer(
         model=model,
-        args=training_arguments(output_dir / "masked-lm-training", max_steps, 32, 1e-3, seed),
+        args=training_arguments(output_dir / "masked-lm-training", max_steps, 32, 1e-3, 50, seed),
         train_dataset=[tokenizer(text, truncation=True, max_length=max_length) for text in texts],
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15),
     )

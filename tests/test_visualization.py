@@ -103,7 +103,7 @@ def test_text_attention_colours_characters_not_bytes(tmp_path):
     section = document.split("<h3>latent 4</h3>")[1]
     spans = re.findall(r'<span title="([0-9.]+)"[^>]*>([^<]*)</span>', section)
     assert [html.unescape(character) for _, character in spans] == ["[CLS]", *text, "[SEP]"]
-    euro = [float(weight) for weight, character in spans if character == "€"][0]
+    euro = next(float(weight) for weight, character in spans if character == "€")
     assert euro == pytest.approx(weights[4, 3:6].sum().item(), abs=1e-4)  # the three bytes of one character
 
 

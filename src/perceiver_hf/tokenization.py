@@ -14,6 +14,7 @@ offsets are what matter and are exact.
 from __future__ import annotations
 
 from functools import cache
+from typing import ClassVar
 
 from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
@@ -48,8 +49,8 @@ class PerceiverIOByteTokenizer(TokenizersBackend):
     ```
     """
 
-    model_input_names = ["input_ids", "attention_mask"]
-    vocab_files_names = {}
+    model_input_names: ClassVar[list[str]] = ["input_ids", "attention_mask"]
+    vocab_files_names: ClassVar[dict[str, str]] = {}  # the vocabulary is the 256 bytes: nothing to save
 
     def __init__(self, model_max_length: int = 2048, **kwargs):
         vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}

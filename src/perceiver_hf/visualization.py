@@ -65,7 +65,9 @@ def _chosen_latents(latents: Sequence[int] | None, num_latents: int) -> list[int
         return list(range(min(8, num_latents)))
     latents = [int(latent) for latent in latents]
     if not latents or not all(0 <= latent < num_latents for latent in latents):
-        raise ValueError(f"latents must be indices in [0, {num_latents}) (the model has {num_latents}), got {latents}.")
+        raise ValueError(
+            f"latents must be indices in [0, {num_latents}) (the model has {num_latents}), got {latents}."
+        )
     return latents
 
 
@@ -103,7 +105,9 @@ def _heat_map(picture: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _grid_png(picture: np.ndarray, maps: list[np.ndarray], labels: list[str], output: Path, columns: int) -> Path:
     scale = max(1, 160 // max(picture.shape[:2]))  # small inputs (8x8 digits) are enlarged to be seen
     tiles = [picture, *[_heat_map(picture, weights) for weights in maps]]
-    tiles = [Image.fromarray(tile).resize((tile.shape[1] * scale, tile.shape[0] * scale), Image.NEAREST) for tile in tiles]
+    tiles = [
+        Image.fromarray(tile).resize((tile.shape[1] * scale, tile.shape[0] * scale), Image.NEAREST) for tile in tiles
+    ]
     width, height = tiles[0].size
     columns = min(columns, len(tiles))
     rows = -(-len(tiles) // columns)
@@ -142,9 +146,9 @@ def _text_html(input_ids: torch.Tensor, weights: torch.Tensor, latents: list[int
             f"{html.escape(text)}</span>"
             for (text, _), weight in zip(pieces, character_weights)
         )
-        sections.append(f"<h3>latent {latent}</h3>\n<p class=\"text\">{spans}</p>")
+        sections.append(f'<h3>latent {latent}</h3>\n<p class="text">{spans}</p>')
     document = (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Perceiver IO encoder attention</title>\n"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Perceiver IO encoder attention</title>\n'
         "<style>body{font-family:sans-serif} .text{font-family:monospace;white-space:pre-wrap;line-height:1.6}</style>"
         "</head><body>\n<p>Encoder cross-attention per latent: the stronger the colour, the more attention a "
         "character's bytes get (hover for the weight).</p>\n" + "\n".join(sections) + "\n</body></html>\n"
@@ -189,17 +193,23 @@ def attention_maps(
     adapter = _perceiver(model).input_adapter
     if isinstance(adapter, TextInputAdapter):
         if input_ids is None:
-            raise ValueError("This is a text model: pass `input_ids` (e.g. from PerceiverTokenizer) to draw its attention.")
+            raise ValueError(
+                "This is a text model: pass `input_ids` (e.g. from PerceiverTokenizer) to draw its attention."
+            )
         if output.suffix.lower() not in (".html", ".htm"):
             raise ValueError(f"Text attention is written as HTML: give an output path ending in .html, got {output}.")
         weights, _ = encoder_attention(model, input_ids, head)
         return _text_html(input_ids[0], weights, _chosen_latents(latents, weights.shape[0]), output)
     if output.suffix.lower() != ".png":
-        raise ValueError(f"Attention over images is drawn as a PNG grid: give an output path ending in .png, got {output}.")
+        raise ValueError(
+            f"Attention over images is drawn as a PNG grid: give an output path ending in .png, got {output}."
+        )
 
     if isinstance(adapter, ImageInputAdapter):
         if pixel_values is None:
-            raise ValueError("This is an image model: pass `pixel_values` (1, 3, height, width) from its image processor.")
+            raise ValueError(
+                "This is an image model: pass `pixel_values` (1, 3, height, width) from its image processor."
+            )
         weights, _ = encoder_attention(model, pixel_values, head)
         picture_frame = pixel_values[0, :3]
         picture = _picture(picture_frame, float(picture_frame.min()), float(picture_frame.max()) + 1e-6)
@@ -207,7 +217,9 @@ def attention_maps(
         maps = weights.reshape(weights.shape[0], *grid)
     elif isinstance(adapter, FlowInputAdapter):
         if inputs is None:
-            raise ValueError("This is an optical-flow model: pass `inputs` (1, 2, 27, height, width) from its processor.")
+            raise ValueError(
+                "This is an optical-flow model: pass `inputs` (1, 2, 27, height, width) from its processor."
+            )
         weights, _ = encoder_attention(model, inputs, head)
         # The first frame's pixels are the centres of its 3x3 patches: channels (row 1, column 1, RGB).
         picture = _picture(inputs[0, 0, 12:15], -1.0, 1.0)
