@@ -263,8 +263,8 @@ def pretrain_masked_lm(texts: list[str], tokenizer, output_dir: Path, max_length
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=Path("docstring-code"), help="where the model is saved")
-    parser.add_argument("--model", help="start from this masked LM's folder (a perceiver_hf PerceiverIOForMaskedLM "
-                        "folder, e.g. a converted language-perceiver); default: a small model from scratch")
+    parser.add_argument("--model", help="start from this masked LM (a perceiver_hf PerceiverIOForMaskedLM folder, or "
+                        "transformers' deepmind/language-perceiver); default: a small model from scratch")
     parser.add_argument("--pretrain-steps", type=int, default=0,
                         help="first train a small masked LM on the training sentences for this many steps and start "
                         "from it (instead of --model)")  # fmt: skip

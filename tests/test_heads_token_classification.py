@@ -102,7 +102,7 @@ def test_a_masked_lm_folder_starts_a_token_classifier_keeping_encoder_and_decode
     config = PerceiverIOConfig.for_masked_lm(**SMALL)
     masked_lm = perturb_(PerceiverIOForMaskedLM(config))
     masked_lm.save_pretrained(tmp_path / "masked-lm")
-    logger = logging.get_logger("perceiver_hf.heads.token_classification")
+    logger = logging.get_logger("perceiver_hf.heads.from_masked_lm")
     with CaptureLogger(logger) as captured:
         model = AutoModelForTokenClassification.from_pretrained(tmp_path / "masked-lm", id2label=LABELS)
     message = captured.out.strip()
@@ -132,3 +132,25 @@ def test_other_label_counts_need_ignore_mismatched_sizes_as_in_transformers(tmp_
     resized = PerceiverIOForTokenClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
     assert resized(input_ids=torch.randint(6, 262, (1, 6))).logits.shape == (1, 6, 5)
     torch.testing.assert_close(resized.perceiver.encoder.latents, model.perceiver.encoder.latents)
+
+
+def test_transformers_masked_lm_checkpoint_starts_a_token_classifier(tmp_path):
+    from transformers import PerceiverConfig, PerceiverForMaskedLM
+
+    from perceiver_hf import PerceiverIOModel
+
+    config = PerceiverConfig(
+        num_latents=8, d_latents=32, d_model=16, num_self_attends_per_block=1, num_self_attention_heads=4,
+        num_cross_attention_heads=4, qk_channels=16, v_channels=32, max_position_embeddings=40,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    perturb_(PerceiverForMaskedLM(config)).save_pretrained(tmp_path)
+    logger = logging.get_logger("perceiver_hf.heads.from_masked_lm")
+    with CaptureLogger(logger) as captured:
+        model = PerceiverIOForTokenClassification.from_pretrained(tmp_path, id2label=LABELS)
+    assert f"from the masked LM {tmp_path}: kept the encoder and the decoder's 40 position queries" in captured.out
+    assert model.config.name_or_path == str(tmp_path)
+    encoder = PerceiverIOModel.from_pretrained(tmp_path).state_dict()
+    for name, tensor in model.perceiver.state_dict().items():
+        torch.testing.assert_close(tensor, encoder[name], rtol=0, atol=0, msg=name)
+    assert model(input_ids=torch.randint(6, 262, (2, 9))).logits.shape == (2, 9, 3)

@@ -8,7 +8,7 @@ the labels starts new (see `from_pretrained`).
 from __future__ import annotations
 
 import torch
-from transformers.utils import can_return_tuple, logging
+from transformers.utils import can_return_tuple
 
 from ..adapters.text import TextInputAdapter
 from ..configuration import PerceiverIOConfig
@@ -20,26 +20,10 @@ from ..modeling import (
     select_inputs,
 )
 from ..queries import TrainableQueries
-
-logger = logging.get_logger(__name__)
-
-_CLASSIFIER = r"^decoder\.output_projection\."
-_MASKED_LM_LOGITS = r"^output_adapter\."  # the masked LM's byte-logits bias, tied to the embeddings
+from .from_masked_lm import FromMaskedLM
 
 
-def _adopt_masked_lm_decoder(config: PerceiverIOConfig) -> bool:
-    """Give a masked LM's config (per-position decoder without projection) a projection to `num_labels`.
-
-    Returns whether it did: the model then starts a new classifier on top of the masked LM's decoder."""
-    decoder = dict(config.decoder or {})
-    if decoder.get("final_project", True):
-        return False
-    decoder["final_project"] = True
-    config.decoder = decoder
-    return True
-
-
-class PerceiverIOForTokenClassification(PerceiverIOPreTrainedModel):
+class PerceiverIOForTokenClassification(FromMaskedLM, PerceiverIOPreTrainedModel):
     """Perceiver IO byte-level token classifier; see `PerceiverIOConfig.for_token_classification`.
 
     `logits` have one row per input position, `(batch, sequence_length, num_labels)`; transformers' loss
@@ -52,7 +36,7 @@ class PerceiverIOForTokenClassification(PerceiverIOPreTrainedModel):
 
     def __init__(self, config: PerceiverIOConfig):
         super().__init__(config)
-        self.starts_new_classifier = _adopt_masked_lm_decoder(config)
+        self.starts_from_masked_lm(config)
         self.num_labels = config.num_labels
         self.perceiver = PerceiverIOModel(config)
         if not isinstance(self.perceiver.input_adapter, TextInputAdapter):
@@ -71,27 +55,7 @@ class PerceiverIOForTokenClassification(PerceiverIOPreTrainedModel):
             )
         self.mask_padded_queries = bool(config.decoder.get("mask_padded_queries", False))
         self.post_init()
-        if self.starts_new_classifier:
-            # Known differences from a masked LM's checkpoint; `from_pretrained` reports them in one line instead.
-            self._keys_to_ignore_on_load_missing.add(_CLASSIFIER)
-            self._keys_to_ignore_on_load_unexpected.add(_MASKED_LM_LOGITS)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Load a token classifier, or start one from a masked LM's folder: its encoder and its decoder (one learned
-        query per position, cross-attention) are kept, the projection to `num_labels` starts new (pass
-        `num_labels` or `id2label`). Shapes that differ are an error unless `ignore_mismatched_sizes=True`."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        loaded = model[0] if isinstance(model, tuple) else model
-        if loaded.starts_new_classifier:
-            logger.warning(
-                f"{cls.__name__} from the masked LM {pretrained_model_name_or_path}: kept the encoder and the "
-                f"decoder's {loaded.decoder.queries.queries.shape[0]} position queries and cross-attention; the "
-                f"classifier `decoder.output_projection` ({loaded.num_labels} labels) starts new (train it), the byte "
-                "logits' bias `output_adapter.bias` is left out."
-            )
-            loaded.starts_new_classifier = False
-        return model
+        self.ignore_masked_lm_differences()
 
     def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> None:
         if tuple(labels.shape) != tuple(logits.shape[:2]):
