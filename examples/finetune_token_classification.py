@@ -221,6 +221,11 @@ def entity_scores(prediction) -> dict[str, float]:
         only = [[tag if tag.endswith(kind) else "O" for tag in row] for row in truth]
         guessed = [[tag if tag.endswith(kind) else "O" for tag in row] for row in guess]
         scores[f"f1_{kind}"] = f1_score(only, guessed, zero_division=0)
+    # For context, not an entity score: how well bytes inside entities are found, whatever the entity boundaries.
+    true_bytes = np.array([tag != "O" for row in truth for tag in row])
+    found_bytes = np.array([tag != "O" for row in guess for tag in row])
+    overlap = float((true_bytes & found_bytes).sum())
+    scores["byte_f1"] = 2 * overlap / max(1.0, float(true_bytes.sum() + found_bytes.sum()))
     return {name: float(value) for name, value in scores.items()}
 
 
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer.train()
     scores = trainer.evaluate()
     print("held-out files: " + ", ".join(f"{name[5:]} {value:.3f}" for name, value in scores.items() if name[5:] in
-                                         ("precision", "recall", "f1", "f1_CODE", "f1_REF")))  # fmt: skip
+                                         ("precision", "recall", "f1", "f1_CODE", "f1_REF", "byte_f1")))  # fmt: skip
 
     trainer.save_model(args.output_dir)
     PerceiverTokenizer(model_max_length=args.max_length).save_pretrained(args.output_dir)  # as users save it

@@ -73,6 +73,7 @@ def test_entity_scores_are_seqeval_entity_level(example):
     wrong_end = np.eye(5)[[0, 0, 1, 0, 0, 3, 0]][None]  # CODE one byte short: not an entity match
     scores = example.entity_scores(EvalPrediction(wrong_end, labels))
     assert (scores["precision"], scores["recall"], scores["f1_CODE"], scores["f1_REF"]) == (0.5, 0.5, 0.0, 1.0)
+    assert scores["byte_f1"] == pytest.approx(0.8)  # 2 of the 3 entity bytes found, nothing else
 
 
 def test_a_few_trainer_steps_make_the_loss_fall(example, dataset, tmp_path):
