@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     architecture = (AutoConfig.from_pretrained(args.model).architectures or ["PerceiverIOModel"])[0]
     model = getattr(perceiver_hf, architecture, perceiver_hf.PerceiverIOModel).from_pretrained(args.model).eval()
     if args.text is not None:
-        tokenizer = PerceiverTokenizer(model_max_length=model.input_adapter.max_position_embeddings)
+        adapter = getattr(model, "perceiver", model).input_adapter
+        tokenizer = PerceiverTokenizer(model_max_length=adapter.max_position_embeddings)
         input_ids = tokenizer(args.text, truncation=True, return_tensors="pt")["input_ids"]
         latents = args.latents or most_concentrated(model, input_ids, args.count)
         print(attention_maps(model, input_ids=input_ids, latents=latents, output=args.output))

@@ -121,3 +121,26 @@ def test_bad_requests_are_refused_clearly_and_leave_no_file(tmp_path):
     with pytest.raises(TypeError, match="perceiver_hf model"):
         attention_maps(torch.nn.Linear(2, 2), pixel_values, output=tmp_path / "a.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_example_script_draws_held_out_digits_and_text(tmp_path):
+    from conftest import load_example
+
+    from perceiver_hf.demo import digits_config
+    from perceiver_hf.digits import digits_image_processor
+
+    example = load_example("attention_maps")
+    perturb_(PerceiverIOForImageClassification(digits_config())).save_pretrained(tmp_path / "digits")
+    digits_image_processor().save_pretrained(tmp_path / "digits")
+    example.main([str(tmp_path / "digits"), "--digits", "0", "1", "2", "--count", "4", "--output", str(tmp_path / "d.png")])
+    assert Image.open(tmp_path / "d.png").size == (5 * (160 + 4) + 4, 3 * (160 + 16 + 8))  # a row per digit
+
+    text_model = PerceiverIOForTokenClassification(PerceiverIOConfig.for_token_classification(
+        num_labels=3, d_model=16, qk_channels=16, num_cross_attention_heads=2, decoder_num_heads=2, decoder_qk_channels=16,
+        max_position_embeddings=32, **TINY))  # fmt: skip
+    text_model.save_pretrained(tmp_path / "text")
+    example.main([str(tmp_path / "text"), "--text", "A text longer than 32 bytes is truncated, not refused.",
+                  "--latents", "1", "3", "--output", str(tmp_path / "t.html")])  # fmt: skip
+    assert (tmp_path / "t.html").read_text(encoding="utf-8").count("<h3>latent") == 2
+    with pytest.raises(SystemExit, match="no image file"):
+        example.main([str(tmp_path / "digits"), "--image", str(tmp_path / "missing.png"), "--output", str(tmp_path / "x.png")])
