@@ -9,36 +9,15 @@ perceiver_hf, then measures each model in its own process: median forward latenc
 from __future__ import annotations
 
 import functools
-import json
-import sys
 from pathlib import Path
 
+import harness
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (  # noqa: E402
-    Case,
-    benchmark_parser,
-    compare_with_transformers,
-    load_perceiver_hf,
-    load_transformers,
-    save_same_weights,
-    shared_weights,
-    worker_main,
-)
+from perceiver_hf.presets import IMAGENET_CORE, transformers_sizes
 
-OFFICIAL = dict(
-    num_latents=512,
-    d_latents=1024,
-    d_model=512,
-    num_blocks=8,
-    num_self_attends_per_block=6,
-    num_self_attention_heads=8,
-    num_cross_attention_heads=1,
-    num_labels=1000,
-    image_size=224,
-    attention_probs_dropout_prob=0.0,
-)
+# transformers' deepmind/vision-perceiver-learned (512 input channels: 256 of conv features, 256 of positions).
+OFFICIAL = transformers_sizes(IMAGENET_CORE, d_model=512, num_labels=1000, image_size=224, attention_probs_dropout_prob=0.0)
 
 
 @functools.cache
@@ -46,40 +25,21 @@ def pixel_values(batch_size: int) -> torch.Tensor:
     return torch.randn(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(batch_size))
 
 
-def cases(folder: Path) -> dict[str, Case]:
-    return {
-        "transformers": Case(
-            "transformers",
-            lambda: load_transformers(folder, "PerceiverForImageClassificationLearned"),
-            lambda m, b: m(inputs=pixel_values(b)).logits,
-        ),
-        "perceiver_hf": Case(
-            "perceiver_hf",
-            lambda: load_perceiver_hf(folder, "PerceiverIOForImageClassification"),
-            lambda m, b: m(pixel_values=pixel_values(b)).logits,
-        ),
-    }
+def cases(folder: Path) -> dict[str, harness.Case]:
+    return harness.perceiver_hf_and_transformers(
+        folder,
+        "PerceiverIOForImageClassification",
+        "PerceiverForImageClassificationLearned",
+        lambda model, batch_size: model(pixel_values=pixel_values(batch_size)).logits,
+        lambda model, batch_size: model(inputs=pixel_values(batch_size)).logits,
+    )
 
 
 def prepare_weights(folder: Path) -> None:
-    save_same_weights(folder, "PerceiverForImageClassificationLearned", "PerceiverIOForImageClassification", OFFICIAL)
-
-
-def main() -> None:
-    args, _ = benchmark_parser(__doc__).parse_known_args()
-    if "--worker" in sys.argv:
-        worker_main(cases(args.folder), sys.argv[1:])
-        return
-    with shared_weights(prepare_weights) as folder:
-        rows = compare_with_transformers(
-            Path(__file__),
-            args,
-            folder,
-            title=f"Image classification, learned positions, 224x224, fp32, CPU ({torch.get_num_threads()} threads)",
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    harness.save_same_weights(folder, "PerceiverForImageClassificationLearned", "PerceiverIOForImageClassification", OFFICIAL)
 
 
 if __name__ == "__main__":
-    main()
+    args, _ = harness.benchmark_parser(__doc__).parse_known_args()
+    title = f"Image classification, learned positions, 224x224, fp32, CPU ({torch.get_num_threads()} threads)"
+    harness.main(args, cases, prepare_weights, title)

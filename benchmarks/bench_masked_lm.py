@@ -12,36 +12,16 @@ the input's positions.
 from __future__ import annotations
 
 import functools
-import json
-import sys
 from pathlib import Path
 
+import harness
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (  # noqa: E402
-    Case,
-    benchmark_parser,
-    compare_with_transformers,
-    load_perceiver_hf,
-    load_transformers,
-    save_same_weights,
-    shared_weights,
-    worker_main,
-)
+from perceiver_hf.presets import LANGUAGE_CORE, transformers_sizes
 
-OFFICIAL = dict(
-    num_latents=256,
-    d_latents=1280,
-    d_model=768,
-    num_blocks=1,
-    num_self_attends_per_block=26,
-    num_self_attention_heads=8,
-    num_cross_attention_heads=8,
-    qk_channels=256,
-    v_channels=1280,
-    max_position_embeddings=2048,
-    attention_probs_dropout_prob=0.0,
+# transformers' deepmind/language-perceiver (values of the latents' width, as DeepMind's).
+OFFICIAL = transformers_sizes(
+    LANGUAGE_CORE, v_channels=LANGUAGE_CORE["d_latents"], max_position_embeddings=2048, attention_probs_dropout_prob=0.0
 )
 
 
@@ -52,39 +32,21 @@ def byte_batch(batch_size: int, length: int) -> tuple[torch.Tensor, torch.Tensor
     return input_ids, torch.ones_like(input_ids)
 
 
-def cases(folder: Path, length: int) -> dict[str, Case]:
+def cases(folder: Path, length: int) -> dict[str, harness.Case]:
     def run(model, batch_size):
         input_ids, attention_mask = byte_batch(batch_size, length)
         return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
-    return {
-        "transformers": Case("transformers", lambda: load_transformers(folder, "PerceiverForMaskedLM"), run),
-        "perceiver_hf": Case("perceiver_hf", lambda: load_perceiver_hf(folder, "PerceiverIOForMaskedLM"), run),
-    }
+    return harness.perceiver_hf_and_transformers(folder, "PerceiverIOForMaskedLM", "PerceiverForMaskedLM", run)
 
 
 def prepare_weights(folder: Path) -> None:
-    save_same_weights(folder, "PerceiverForMaskedLM", "PerceiverIOForMaskedLM", OFFICIAL)
-
-
-def main() -> None:
-    parser = benchmark_parser(__doc__)
-    parser.add_argument("--length", type=int, default=2048, help="bytes per sequence (at most 2048)")
-    args, _ = parser.parse_known_args()
-    if "--worker" in sys.argv:
-        worker_main(cases(args.folder, args.length), sys.argv[1:])
-        return
-    with shared_weights(prepare_weights) as folder:
-        rows = compare_with_transformers(
-            Path(__file__),
-            args,
-            folder,
-            title=f"Masked LM, {args.length} bytes, official size, fp32, CPU ({torch.get_num_threads()} threads)",
-            extra=["--length", str(args.length)],
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    harness.save_same_weights(folder, "PerceiverForMaskedLM", "PerceiverIOForMaskedLM", OFFICIAL)
 
 
 if __name__ == "__main__":
-    main()
+    parser = harness.benchmark_parser(__doc__)
+    parser.add_argument("--length", type=int, default=2048, help="bytes per sequence (at most 2048)")
+    args, _ = parser.parse_known_args()
+    title = f"Masked LM, {args.length} bytes, official size, fp32, CPU ({torch.get_num_threads()} threads)"
+    harness.main(args, lambda folder: cases(folder, args.length), prepare_weights, title, ["--length", str(args.length)])

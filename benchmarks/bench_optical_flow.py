@@ -12,36 +12,17 @@ query/output projections into the latents' keys/values. `--check` also compares 
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
+import harness
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (  # noqa: E402
-    Case,
-    benchmark_parser,
-    compare_with_transformers,
-    load_perceiver_hf,
-    load_transformers,
-    save_same_weights,
-    shared_weights,
-    worker_main,
-)
+from perceiver_hf.presets import OPTICAL_FLOW_CORE, OPTICAL_FLOW_TRAIN_SIZE, transformers_sizes
 
-TRAIN_SIZE = (368, 496)
-# transformers' deepmind/optical-flow-perceiver configuration.
-OFFICIAL = dict(
-    num_latents=2048,
-    d_latents=512,
-    d_model=322,
-    num_blocks=1,
-    num_self_attends_per_block=24,
-    num_self_attention_heads=16,
-    num_cross_attention_heads=1,
-    train_size=list(TRAIN_SIZE),
-    attention_probs_dropout_prob=0.0,
+TRAIN_SIZE = OPTICAL_FLOW_TRAIN_SIZE
+# transformers' deepmind/optical-flow-perceiver (322 query channels: 64 of patch features, 258 of positions).
+OFFICIAL = transformers_sizes(
+    OPTICAL_FLOW_CORE, d_model=322, train_size=list(TRAIN_SIZE), attention_probs_dropout_prob=0.0
 )
 
 
@@ -50,24 +31,21 @@ def frame_pair(batch_size: int) -> torch.Tensor:
     return torch.rand(batch_size, 2, 27, *TRAIN_SIZE, generator=generator) * 2 - 1
 
 
-def cases(folder: Path, chunk_size: int | None) -> dict[str, Case]:
-    def build_ours():
-        model = load_perceiver_hf(folder, "PerceiverIOForOpticalFlow")
-        if chunk_size is not None:
-            model.decoder.chunk_size = chunk_size
-        return model
-
+def cases(folder: Path, chunk_size: int | None) -> dict[str, harness.Case]:
     def run(model, batch_size):
         return model(inputs=frame_pair(batch_size)).logits
 
-    return {
-        "transformers": Case("transformers", lambda: load_transformers(folder, "PerceiverForOpticalFlow"), run),
-        "perceiver_hf": Case("perceiver_hf", build_ours, run),
-    }
+    def load_ours():
+        model = harness.load_perceiver_hf(folder, "PerceiverIOForOpticalFlow")
+        model.decoder.chunk_size = chunk_size or model.decoder.chunk_size
+        return model
+
+    both = harness.perceiver_hf_and_transformers(folder, "PerceiverIOForOpticalFlow", "PerceiverForOpticalFlow", run)
+    return {**both, "perceiver_hf": harness.Case("perceiver_hf", load_ours, run)}
 
 
 def prepare_weights(folder: Path) -> None:
-    save_same_weights(folder, "PerceiverForOpticalFlow", "PerceiverIOForOpticalFlow", OFFICIAL)
+    harness.save_same_weights(folder, "PerceiverForOpticalFlow", "PerceiverIOForOpticalFlow", OFFICIAL)
 
 
 @torch.no_grad()
@@ -82,30 +60,23 @@ def check(folder: Path, chunk_size: int | None) -> float:
     return ((actual - expected).abs().max() / max(1.0, expected.abs().max().item())).item()
 
 
-def main() -> None:
-    parser = benchmark_parser(__doc__, batch_sizes=(1,), repeats=1, warmup=0)
+if __name__ == "__main__":
+    parser = harness.benchmark_parser(__doc__, batch_sizes=(1,), repeats=1, warmup=0)
     parser.add_argument("--chunk-size", type=int, help="pixel queries decoded at a time (default: the config's)")
     parser.add_argument("--check", action="store_true", help="also compare the two outputs")
     args, _ = parser.parse_known_args()
-    if "--worker" in sys.argv:
-        worker_main(cases(args.folder, args.chunk_size), sys.argv[1:])
-        return
-    with shared_weights(prepare_weights) as folder:
-        rows = compare_with_transformers(
-            Path(__file__),
-            args,
-            folder,
-            title=f"Optical flow, 368x496 frame pair, fp32, CPU ({torch.get_num_threads()} threads)",
-            extra=[] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)],
-        )
-        difference = check(folder, args.chunk_size) if args.check else None
-    for row in rows:
-        print(f"speed-up at batch {row['batch_size']}: {1 / row['latency_ratio']:.1f}x")
-    if difference is not None:
-        print(f"max relative difference to transformers: {difference:.2e}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
 
+    def report(folder: Path, rows: list[dict]) -> None:
+        for row in rows:
+            print(f"speed-up at batch {row['batch_size']}: {1 / row['latency_ratio']:.1f}x")
+        if args.check:
+            print(f"max relative difference to transformers: {check(folder, args.chunk_size):.2e}")
 
-if __name__ == "__main__":
-    main()
+    harness.main(
+        args,
+        lambda folder: cases(folder, args.chunk_size),
+        prepare_weights,
+        f"Optical flow, 368x496 frame pair, fp32, CPU ({torch.get_num_threads()} threads)",
+        extra=[] if args.chunk_size is None else ["--chunk-size", str(args.chunk_size)],
+        then=report,
+    )

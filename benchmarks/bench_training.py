@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_image_classification import OFFICIAL  # noqa: E402
-from harness import GIB, _reset_peak_memory, _status_kib, run_in_subprocess  # noqa: E402
+from bench_image_classification import OFFICIAL
+from harness import measure_steps, run_in_subprocess, save_same_weights
 
 BASELINE = "perceiver_hf"
 CASES = {
@@ -78,36 +73,12 @@ def measure_training(case: str, folder: Path, batch_size: int, image_size: int, 
         optimizer.zero_grad(set_to_none=True)
         return loss.item()
 
-    gc.collect()
-    after_load = _status_kib("VmRSS") * 1024
-    _reset_peak_memory()
-    step()  # warm-up; creates AdamW's state
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    peak = _status_kib("VmHWM") * 1024
-    return {
-        "case": case,
-        "batch_size": batch_size,
-        "latency_s": statistics.median(times),
-        "after_load_gib": after_load / GIB,
-        "peak_gib": peak / GIB,
-        "activation_gib": (peak - after_load) / GIB,
-        "threads": torch.get_num_threads(),
-    }
+    return measure_steps(case, batch_size, step, repeats=steps, warmup=1)  # the warm-up creates AdamW's state
 
 
 def prepare_weights(folder: Path, image_size: int, num_blocks: int) -> None:
-    from transformers import PerceiverConfig, PerceiverForImageClassificationLearned
-
-    from perceiver_hf import PerceiverIOForImageClassification
-
-    torch.manual_seed(0)
-    config = PerceiverConfig(**{**OFFICIAL, "image_size": image_size, "num_blocks": num_blocks})
-    PerceiverForImageClassificationLearned(config).save_pretrained(folder / "transformers")
-    PerceiverIOForImageClassification.from_pretrained(folder / "transformers").save_pretrained(folder / "perceiver_hf")
+    config = {**OFFICIAL, "image_size": image_size, "num_blocks": num_blocks}
+    save_same_weights(folder, "PerceiverForImageClassificationLearned", "PerceiverIOForImageClassification", config)
 
 
 def print_table(rows: list[dict], title: str) -> None:

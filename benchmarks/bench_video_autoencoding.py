@@ -17,36 +17,15 @@ that our reconstruction equals transformers' output for two of the chunks.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import harness
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (  # noqa: E402
-    Case,
-    benchmark_parser,
-    compare_with_transformers,
-    load_perceiver_hf,
-    load_transformers,
-    print_table,
-    save_same_weights,
-    shared_weights,
-    worker_main,
-)
+from perceiver_hf.presets import VIDEO_AUTOENCODING_CORE, transformers_sizes
 
 # transformers' deepmind/multimodal-perceiver configuration.
-OFFICIAL = dict(
-    num_latents=784,
-    d_latents=512,
-    d_model=704,
-    num_blocks=1,
-    num_self_attends_per_block=8,
-    num_self_attention_heads=8,
-    num_cross_attention_heads=1,
-    num_labels=700,
-    attention_probs_dropout_prob=0.0,
-)
+OFFICIAL = transformers_sizes(VIDEO_AUTOENCODING_CORE, num_labels=700, attention_probs_dropout_prob=0.0)
 FRAMES, SIZE, SAMPLES, SAMPLES_PER_PATCH, NUM_CHUNKS = 16, 224, 30720, 16, 128
 
 
@@ -74,34 +53,33 @@ def sampled_chunks(count: int) -> list[int]:
     return sorted({round(i * (NUM_CHUNKS - 1) / max(count - 1, 1)) for i in range(count)})
 
 
-def cases(folder: Path, chunks: list[int]) -> dict[str, Case]:
+def cases(folder: Path, chunks: list[int]) -> dict[str, harness.Case]:
     def run_transformers(model, batch_size):
         inputs = clip(batch_size)
         return [model(inputs=inputs, subsampled_output_points=chunk_points(i)).logits for i in chunks]
 
-    return {
-        "transformers": Case(
-            "transformers", lambda: load_transformers(folder, "PerceiverForMultimodalAutoencoding"), run_transformers
-        ),
-        "perceiver_hf": Case(
-            "perceiver_hf",
-            lambda: load_perceiver_hf(folder, "PerceiverIOForMultimodalAutoencoding"),
-            lambda m, b: m(inputs=clip(b)).logits,
-        ),
-    }
+    return harness.perceiver_hf_and_transformers(
+        folder,
+        "PerceiverIOForMultimodalAutoencoding",
+        "PerceiverForMultimodalAutoencoding",
+        lambda model, batch_size: model(inputs=clip(batch_size)).logits,
+        run_transformers,
+    )
 
 
 def prepare_weights(folder: Path) -> None:
-    save_same_weights(folder, "PerceiverForMultimodalAutoencoding", "PerceiverIOForMultimodalAutoencoding", OFFICIAL)
+    harness.save_same_weights(
+        folder, "PerceiverForMultimodalAutoencoding", "PerceiverIOForMultimodalAutoencoding", OFFICIAL
+    )
 
 
 @torch.no_grad()
 def check(folder: Path, chunks: list[int]) -> float:
     """Max relative difference between our one-call reconstruction and transformers' chunks."""
-    ours = load_perceiver_hf(folder, "PerceiverIOForMultimodalAutoencoding")
+    ours = harness.load_perceiver_hf(folder, "PerceiverIOForMultimodalAutoencoding")
     reconstruction = ours(inputs=clip(1)).logits
     del ours
-    theirs = load_transformers(folder, "PerceiverForMultimodalAutoencoding")
+    theirs = harness.load_transformers(folder, "PerceiverForMultimodalAutoencoding")
     worst = 0.0
     for index in chunks:
         points = chunk_points(index)
@@ -113,44 +91,40 @@ def check(folder: Path, chunks: list[int]) -> float:
     return worst
 
 
-def main() -> None:
-    parser = benchmark_parser(__doc__, batch_sizes=(1,), repeats=1, warmup=0)
+if __name__ == "__main__":
+    parser = harness.benchmark_parser(__doc__, batch_sizes=(1,), repeats=1, warmup=0)
     parser.add_argument("--chunks", type=int, default=8, help="transformers chunks to run (of 128), scaled to 128")
     parser.add_argument("--all-chunks", action="store_true", help="run transformers' whole 128-chunk loop")
     parser.add_argument("--check", action="store_true", help="also check our reconstruction against two chunks")
     parser.add_argument("--chunk-list", type=str, help="chunks the transformers worker runs (internal)")
     args, _ = parser.parse_known_args()
-    if "--worker" in sys.argv:
-        worker_main(cases(args.folder, json.loads(args.chunk_list)), sys.argv[1:])
-        return
     chunks = list(range(NUM_CHUNKS)) if args.all_chunks else sampled_chunks(args.chunks)
-    with shared_weights(prepare_weights) as folder:
-        rows = compare_with_transformers(
-            Path(__file__),
-            args,
-            folder,
-            title="(measured; transformers' time is for the chunks it ran)",
-            extra=["--chunk-list", json.dumps(chunks)],
+
+    def report(folder: Path, rows: list[dict]) -> None:
+        # Every chunk re-runs the whole model on the same input sizes: the loop's time scales with the chunk count.
+        scale = NUM_CHUNKS / len(chunks)
+        for row in rows:
+            row["theirs"]["latency_s"] *= scale
+            row["latency_ratio"] = row["ours"]["latency_s"] / row["theirs"]["latency_s"]
+            row["transformers_chunks_run"] = len(chunks)
+        ran = f", {len(chunks)} chunks run and scaled to 128" if scale != 1 else ""
+        harness.print_table(
+            rows,
+            "Full reconstruction (16x224x224 video + 30,720 audio samples), fp32, CPU "
+            f"({torch.get_num_threads()} threads); transformers: documented 128-chunk loop{ran}",
         )
-        difference = check(folder, [chunks[0], chunks[-1]]) if args.check else None
-    # Every chunk re-runs the whole model on the same input sizes: the loop's time scales with the chunk count.
-    scale = NUM_CHUNKS / len(chunks)
-    for row in rows:
-        row["theirs"]["latency_s"] *= scale
-        row["latency_ratio"] = row["ours"]["latency_s"] / row["theirs"]["latency_s"]
-        row["transformers_chunks_run"] = len(chunks)
-    print_table(
-        rows,
-        f"Full reconstruction (16x224x224 video + 30,720 audio samples), fp32, CPU ({torch.get_num_threads()} threads); "
-        f"transformers: documented 128-chunk loop" + (f", {len(chunks)} chunks run and scaled to 128" if scale != 1 else ""),
+        for row in rows:
+            print(f"speed-up at batch {row['batch_size']}: {1 / row['latency_ratio']:.1f}x")
+        if args.check:
+            difference = check(folder, [chunks[0], chunks[-1]])
+            print(f"max relative difference to transformers on chunks {chunks[0]} and {chunks[-1]}: {difference:.2e}")
+
+    worker_chunks = json.loads(args.chunk_list) if args.chunk_list else chunks
+    harness.main(
+        args,
+        lambda folder: cases(folder, worker_chunks),
+        prepare_weights,
+        "(measured; transformers' time is for the chunks it ran)",
+        extra=["--chunk-list", json.dumps(chunks)],
+        then=report,
     )
-    for row in rows:
-        print(f"speed-up at batch {row['batch_size']}: {1 / row['latency_ratio']:.1f}x")
-    if difference is not None:
-        print(f"max relative difference to transformers on chunks {chunks[0]} and {chunks[-1]}: {difference:.2e}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -12,9 +12,11 @@ loading). "Activation memory" is peak minus after-load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -53,22 +55,22 @@ def _reset_peak_memory() -> None:
         clear_refs.write("5")
 
 
-def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
-    torch.set_grad_enabled(False)
-    model = case.build()
+def measure_steps(name: str, batch_size: int, step: Callable[[], object], repeats: int, warmup: int) -> dict:
+    """Median time of `step()` over `repeats` runs after `warmup` runs, and the process's memory: resident after
+    loading (now) and at its peak while stepping."""
     gc.collect()
     after_load = _status_kib("VmRSS") * 1024
     _reset_peak_memory()
     for _ in range(warmup):
-        case.run(model, batch_size)
+        step()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        case.run(model, batch_size)
+        step()
         times.append(time.perf_counter() - start)
     peak = _status_kib("VmHWM") * 1024
     return {
-        "case": case.name,
+        "case": name,
         "batch_size": batch_size,
         "latency_s": statistics.median(times),
         "after_load_gib": after_load / GIB,
@@ -76,6 +78,12 @@ def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
         "activation_gib": (peak - after_load) / GIB,
         "threads": torch.get_num_threads(),
     }
+
+
+def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
+    torch.set_grad_enabled(False)
+    model = case.build()
+    return measure_steps(case.name, batch_size, lambda: case.run(model, batch_size), repeats, warmup)
 
 
 def worker_main(cases: dict[str, Case], argv: list[str]) -> None:
@@ -131,9 +139,24 @@ def compare(
     return rows
 
 
+def cpu_description() -> str:
+    """The CPU model and its vector extensions (what the figures depend on), from /proc/cpuinfo."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+        for line in cpuinfo:
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return f"{model} ({', '.join(flag for flag in wanted if flag in flags) or 'no AVX2'}; {os.cpu_count()} cores)"
+
+
 def print_table(rows: list[dict], title: str = "") -> None:
     if title:
-        print(f"\n{title}")
+        print(f"\n{title}\nCPU: {cpu_description()}")
     header = (
         "| batch | latency ours / theirs (s) | ratio | peak ours / theirs (GiB) | ratio "
         "| activation ours / theirs (GiB) | ratio |"
@@ -195,17 +218,43 @@ def shared_weights(prepare: Callable[[Path], None]) -> Iterator[Path]:
         yield Path(folder)
 
 
-def compare_with_transformers(
-    script: Path, args: argparse.Namespace, folder: Path, title: str, extra: list[str] | None = None
-) -> list[dict]:
-    """`compare` of the cases named "perceiver_hf" and "transformers", workers reading weights from `folder`."""
-    return compare(
-        script,
-        ours="perceiver_hf",
-        theirs="transformers",
-        batch_sizes=args.batch_sizes,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        extra=["--folder", str(folder), *(extra or [])],
-        title=title,
-    )
+def perceiver_hf_and_transformers(folder: Path, ours: str, theirs: str, run_ours, run_theirs=None) -> dict[str, Case]:
+    """The two cases of a side-by-side run: `ours` and `theirs` (class names) loaded from `folder`, each run by
+    `run(model, batch_size)` (`run_theirs` defaults to `run_ours`)."""
+    return {
+        "transformers": Case("transformers", lambda: load_transformers(folder, theirs), run_theirs or run_ours),
+        "perceiver_hf": Case("perceiver_hf", lambda: load_perceiver_hf(folder, ours), run_ours),
+    }
+
+
+def main(
+    args: argparse.Namespace,
+    cases: Callable[[Path], dict[str, Case]],
+    prepare: Callable[[Path], None],
+    title: str,
+    extra: list[str] | None = None,
+    then: Callable[[Path, list[dict]], None] | None = None,
+) -> None:
+    """A benchmark script's main. As a worker (`--worker CASE`), measure that case of `cases(folder)`. Otherwise
+    `prepare` both libraries' copies of the same weights, compare "perceiver_hf" with "transformers" side by
+    side (each in its own process of this script, `extra` arguments passed on), run `then(folder, rows)` (checks,
+    more output), and write `--json`."""
+    if "--worker" in sys.argv:
+        worker_main(cases(args.folder), sys.argv[1:])
+        return
+    script = Path(sys.argv[0]).resolve()
+    with shared_weights(prepare) as folder:
+        rows = compare(
+            script,
+            ours="perceiver_hf",
+            theirs="transformers",
+            batch_sizes=args.batch_sizes,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            extra=["--folder", str(folder), *(extra or [])],
+            title=title,
+        )
+        if then is not None:
+            then(folder, rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))

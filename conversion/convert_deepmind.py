@@ -6,6 +6,8 @@
     python conversion/convert_deepmind.py --task imagenet-learned --output ./vision-perceiver-learned \\
         --push-to-hub my-org/vision-perceiver-learned
 
+(run from the checkout's root).
+
 Without --checkpoint the task's official file is downloaded from DeepMind's bucket (into --cache-dir; an
 interrupted download resumes where it stopped). --checkpoint takes a local file or an http(s) URL.
 --deepmind-config gives the architecture as DeepMind's constructor arguments (the layout of the reference
@@ -34,16 +36,27 @@ import threading
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __name__ == "__main__" and not __package__:
+    # Run as a file (`python conversion/convert_deepmind.py`): run it as the package module it is, from the checkout root,
+    # exactly as `python conversion/convert_deepmind.py` would.
+    import runpy
 
-import torch  # noqa: E402
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    runpy.run_module("conversion.convert_deepmind", run_name="__main__", alter_sys=True)
+    sys.exit()
 
-import perceiver_hf  # noqa: E402
-from deepmind_tasks import TASKS, DeepMindTask  # noqa: E402
-from downloads import DownloadError, download, is_url  # noqa: E402
-from haiku_checkpoint import CheckpointError, HaikuParams, load_haiku_pickle, split_params_and_state  # noqa: E402
-from model_card import render_model_card  # noqa: E402
-from output_folder import check_output_folder, staged_output_folder  # noqa: E402
+import torch
+
+import perceiver_hf
+from perceiver_hf.model_folder import check_output_folder, render_model_card, staged_output_folder
+
+from .deepmind_tasks import TASKS, DeepMindTask
+from .downloads import DownloadError, download, is_url
+from .haiku_checkpoint import CheckpointError, HaikuParams, load_haiku_pickle, split_params_and_state
+
+# Model card templates (a task's own, or the generic one); see `model_card_context` for the values they get.
+MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+DEFAULT_MODEL_CARD = "deepmind.md"
 
 # A mirror of DeepMind's bucket (same file names) can stand in for it, e.g. on a machine without internet access.
 BUCKET_ENV = "PERCEIVER_HF_DEEPMIND_BUCKET"
@@ -161,7 +174,7 @@ def _sha256(path: Path) -> str:
 
 def conversion_command(args: argparse.Namespace) -> str:
     """The command line as a user would type it, with local paths reduced to file names."""
-    parts = ["python", "conversion/convert_deepmind.py", "--task", args.task]
+    parts = ["python", "-m", "conversion.convert_deepmind", "--task", args.task]
     if args.checkpoint:
         parts += ["--checkpoint", args.checkpoint if is_url(args.checkpoint) else Path(args.checkpoint).name]
     if args.deepmind_config:
@@ -172,6 +185,11 @@ def conversion_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def render_task_card(task: DeepMindTask, card_context: dict[str, Any]) -> str:
+    """The task's model card (its own template in `model_cards/`, or the generic one)."""
+    return render_model_card(task.model_card or DEFAULT_MODEL_CARD, card_context, MODEL_CARDS_DIR)
+
+
 def write_model_folder(
     task: DeepMindTask,
     model,
@@ -180,7 +198,7 @@ def write_model_folder(
     card_context: dict[str, Any],
 ) -> None:
     """Write config, weights, processor files and model card, check the result, and move it to `output`."""
-    card = render_model_card(task.model_card, card_context)  # a broken template fails before any writing
+    card = render_task_card(task, card_context)  # a broken template fails before anything is written
     with staged_output_folder(output) as staging:
         model.save_pretrained(staging)
         if task.write_processor is not None:
@@ -210,7 +228,7 @@ def push_to_hub(folder: Path, repo_id: str, task: DeepMindTask) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="convert_deepmind.py",
+        prog="python conversion/convert_deepmind.py",
         description=__doc__,
         epilog=tasks_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -268,7 +286,20 @@ def model_card_context(
     model_id: str,
     command: str,
 ) -> dict[str, Any]:
-    """The values every model card template gets (see `model_card.py`), plus the task's own `metadata`."""
+    """The values every model card template gets, plus the task's own `metadata`:
+
+        task, summary, head                  the `--task` name, its one-line summary, the perceiver_hf head class
+        official_url, official_file          where DeepMind publishes the checkpoint
+        official_configuration               True when converted with the task's official architecture
+        source, checkpoint_sha256            the converted file (URL, or file name for a local file) and its SHA-256
+        num_parameters                       parameter count of the checkpoint
+        model_id                             the Hub repository (`--push-to-hub`) or else the output folder's name
+        command                              the conversion command, as a user would type it
+        perceiver_hf_version
+        config, deepmind_config              the converted `PerceiverIOConfig` and DeepMind's constructor arguments
+
+    Templates (in `model_cards/`) begin with the card's YAML metadata between `---` lines.
+    """
     return {
         **task.metadata,
         "task": task.name,

@@ -15,15 +15,22 @@ import shutil
 import sys
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    # Run as a file (`python conversion/convert_transformers.py`): run it as the package module it is, from the checkout root,
+    # exactly as `python conversion/convert_transformers.py` would.
+    import runpy
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    runpy.run_module("conversion.convert_transformers", run_name="__main__", alter_sys=True)
+    sys.exit()
+
 import torch
 
-import perceiver_hf  # noqa: F401  (registers the Auto classes)
-from perceiver_hf.adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
+import perceiver_hf  # registers the Auto classes
 from perceiver_hf.from_transformers import ARCHITECTURES, read_config_dict, source_architecture
-from perceiver_hf.processing_flow import PerceiverIOFlowProcessor
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from output_folder import check_output_folder, staged_output_folder  # noqa: E402
+from perceiver_hf.input_adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
+from perceiver_hf.model_folder import check_output_folder, staged_output_folder
+from perceiver_hf.processing import PerceiverIOFlowProcessor
 
 PROCESSOR_FILES = (
     "preprocessor_config.json",
@@ -59,7 +66,11 @@ def example_inputs(model) -> dict[str, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python conversion/convert_transformers.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("source", help="transformers Perceiver checkpoint: folder or Hub repository id")
     parser.add_argument("--output", required=True, type=Path, help="folder to write the perceiver_hf checkpoint to")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max relative output difference accepted")

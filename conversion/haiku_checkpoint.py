@@ -257,13 +257,16 @@ class HaikuParams:
     def _put(self, weights: dict, key: str, module: str, name: str, layout: _Layout) -> None:
         weights[key] = self._placed(key, self.take(module, name), f"{module}/{name}", layout)
 
-    def linear(self, module: str, prefix: str, bias: bool = True) -> dict[str, torch.Tensor]:
-        """`hk.Linear` (`w` [in, out]) -> `nn.Linear` (`weight` [out, in])."""
+    def _weight_and_bias(self, module: str, prefix: str, layout: _Layout, bias: bool) -> dict[str, torch.Tensor]:
         weights: dict[str, torch.Tensor] = {}
-        self._put(weights, f"{prefix}.weight", module, "w", _LINEAR)
+        self._put(weights, f"{prefix}.weight", module, "w", layout)
         if bias:
             self._put(weights, f"{prefix}.bias", module, "b", _AS_IS)
         return weights
+
+    def linear(self, module: str, prefix: str, bias: bool = True) -> dict[str, torch.Tensor]:
+        """`hk.Linear` (`w` [in, out]) -> `nn.Linear` (`weight` [out, in])."""
+        return self._weight_and_bias(module, prefix, _LINEAR, bias)
 
     def layer_norm(self, module: str, prefix: str) -> dict[str, torch.Tensor]:
         weights: dict[str, torch.Tensor] = {}
@@ -273,11 +276,7 @@ class HaikuParams:
 
     def conv2d(self, module: str, prefix: str, bias: bool = True) -> dict[str, torch.Tensor]:
         """`hk.Conv2D` (`w` HWIO) -> `nn.Conv2d` (`weight` OIHW)."""
-        weights: dict[str, torch.Tensor] = {}
-        self._put(weights, f"{prefix}.weight", module, "w", _CONV)
-        if bias:
-            self._put(weights, f"{prefix}.bias", module, "b", _AS_IS)
-        return weights
+        return self._weight_and_bias(module, prefix, _CONV, bias)
 
     def batch_norm(self, module: str, prefix: str) -> dict[str, torch.Tensor]:
         """`hk.BatchNorm` params and EMA state -> `nn.BatchNorm2d` (inference uses the EMA averages)."""

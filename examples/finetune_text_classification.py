@@ -30,7 +30,7 @@ from transformers import DataCollatorWithPadding, PerceiverTokenizer, Trainer, T
 
 import perceiver_hf  # noqa: F401  (registers the Auto classes and pipelines)
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForSequenceClassification, PerceiverIOModel
-from perceiver_hf.configuration import classification_decoder_config
+from perceiver_hf.presets import classification_decoder_config
 
 LABELS = {"networkx": "graphs", "sympy": "mathematics"}
 
@@ -92,7 +92,8 @@ def build_model(model: str | None, max_length: int) -> PerceiverIOForSequenceCla
     # tied logits) is replaced by a one-query classification decoder that starts from scratch.
     encoder = PerceiverIOModel.from_pretrained(model)
     config = copy.deepcopy(encoder.config)
-    config.decoder = classification_decoder_config(config.d_latents, use_query_residual=True)
+    config.query_decoder = classification_decoder_config(config.d_latents, use_query_residual=True)
+    config.output_adapter = {"type": "classification"}
     config.num_labels = len(LABELS)
     config.id2label = dict(enumerate(LABELS.values()))
     config.label2id = {name: index for index, name in enumerate(LABELS.values())}

@@ -3,7 +3,7 @@
     python examples/optical_flow.py MODEL_DIR frame_1.png frame_2.png --output flow.png
     python examples/optical_flow.py MODEL_DIR --motorcycle --output flow.png   # scikit-image's stereo pair
 
-MODEL_DIR is a perceiver_hf optical-flow folder (e.g. converted with `conversion/convert_deepmind.py --task
+MODEL_DIR is a perceiver_hf optical-flow folder (e.g. converted with `python -m conversion.convert_deepmind --task
 optical-flow`) or a transformers `PerceiverForOpticalFlow` checkpoint. Frames may have any size: larger ones
 are tiled at the model's training size, smaller ones padded.
 """

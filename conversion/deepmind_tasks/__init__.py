@@ -14,8 +14,10 @@ from typing import Any
 
 import torch
 
-from haiku_checkpoint import HaikuParams
 from perceiver_hf import PerceiverIOConfig
+from perceiver_hf.presets import DEEPMIND_GELU
+
+from ..haiku_checkpoint import HaikuParams
 
 DEEPMIND_BUCKET = "https://storage.googleapis.com/perceiver_io"
 
@@ -36,7 +38,7 @@ class DeepMindTask:
         model_card: file name of the model card template in `model_cards/` (None: the generic `deepmind.md`).
         summary: one line for `--help` and the model card.
         metadata: extra values for the model card template (e.g. `{"top1_accuracy": 79.0}`); see
-            `conversion/model_card.py` for the values every template gets.
+            `model_card_context` in `convert_deepmind.py` for the values every template gets.
     """
 
     name: str
@@ -53,6 +55,53 @@ class DeepMindTask:
     @property
     def url(self) -> str:
         return f"{DEEPMIND_BUCKET}/{self.filename}"
+
+
+def official_encoder(
+    z_index_dim: int,
+    num_z_channels: int,
+    num_blocks: int,
+    num_self_attends_per_block: int,
+    num_self_attend_heads: int,
+    num_cross_attend_heads: int,
+    **more,
+) -> dict[str, Any]:
+    """DeepMind's `PerceiverEncoder` arguments as a colab gives them: the sizes, the settings the colabs share, and
+    the task's own (`more`)."""
+    return {
+        "num_self_attends_per_block": num_self_attends_per_block,
+        "num_blocks": num_blocks,
+        "z_index_dim": z_index_dim,
+        "num_z_channels": num_z_channels,
+        "num_cross_attend_heads": num_cross_attend_heads,
+        "num_self_attend_heads": num_self_attend_heads,
+        "cross_attend_widening_factor": 1,
+        "self_attend_widening_factor": 1,
+        "dropout_prob": 0.0,
+        "z_pos_enc_init_scale": 0.02,
+        "cross_attention_shape_for_attn": "kv",
+        **more,
+    }
+
+
+def core_config(encoder: dict[str, Any]) -> dict[str, Any]:
+    """`PerceiverEncoder` keyword arguments -> PerceiverIOConfig core fields."""
+    return {
+        "num_latents": encoder["z_index_dim"],
+        "d_latents": encoder["num_z_channels"],
+        "num_blocks": encoder["num_blocks"],
+        "num_self_attends_per_block": encoder["num_self_attends_per_block"],
+        "num_self_attention_heads": encoder["num_self_attend_heads"],
+        "num_cross_attention_heads": encoder["num_cross_attend_heads"],
+        "qk_channels": encoder.get("qk_channels"),
+        "v_channels": encoder.get("v_channels"),
+        "cross_attention_shape_for_attention": encoder.get("cross_attention_shape_for_attn", "kv"),
+        "self_attention_widening_factor": encoder.get("self_attend_widening_factor", 1),
+        "cross_attention_widening_factor": encoder.get("cross_attend_widening_factor", 1),
+        "use_query_residual": encoder.get("use_query_residual", True),
+        "attention_probs_dropout_prob": float(encoder.get("dropout_prob", 0.0)),
+        "hidden_act": DEEPMIND_GELU,
+    }
 
 
 def _collect() -> dict[str, DeepMindTask]:

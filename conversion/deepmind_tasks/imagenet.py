@@ -9,26 +9,21 @@ from typing import Any
 import torch
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
-from haiku_checkpoint import HaikuParams
-from perceiver_hf import DEEPMIND_GELU, PerceiverIOConfig
-from perceiver_hf.configuration import classification_decoder_config, fourier_position_encoding, trainable_position_encoding
+from perceiver_hf import PerceiverIOConfig
+from perceiver_hf.presets import (
+    classification_decoder_config,
+    fourier_position_encoding,
+    image_adapter_config,
+    trainable_position_encoding,
+)
 
-from . import DeepMindTask
+from ..haiku_checkpoint import HaikuParams
+from . import DeepMindTask, core_config, official_encoder
 
-_ENCODER = {
-    "num_self_attends_per_block": 6,
-    "num_blocks": 8,
-    "z_index_dim": 512,
-    "num_z_channels": 1024,
-    "num_cross_attend_heads": 1,
-    "num_self_attend_heads": 8,
-    "cross_attend_widening_factor": 1,
-    "self_attend_widening_factor": 1,
-    "dropout_prob": 0.0,
-    "z_pos_enc_init_scale": 0.02,
-    "cross_attention_shape_for_attn": "kv",
-    "use_query_residual": True,
-}
+_ENCODER = official_encoder(
+    z_index_dim=512, num_z_channels=1024, num_blocks=8, num_self_attends_per_block=6, num_self_attend_heads=8,
+    num_cross_attend_heads=1, use_query_residual=True,
+)
 _PREPROCESSORS = {
     "learned": {
         "prep_type": "conv1x1",
@@ -81,26 +76,6 @@ def official_config(variant: str) -> dict[str, Any]:
     }
 
 
-def core_config(encoder: dict[str, Any]) -> dict[str, Any]:
-    """`PerceiverEncoder` keyword arguments -> PerceiverIOConfig core fields."""
-    return {
-        "num_latents": encoder["z_index_dim"],
-        "d_latents": encoder["num_z_channels"],
-        "num_blocks": encoder["num_blocks"],
-        "num_self_attends_per_block": encoder["num_self_attends_per_block"],
-        "num_self_attention_heads": encoder["num_self_attend_heads"],
-        "num_cross_attention_heads": encoder["num_cross_attend_heads"],
-        "qk_channels": encoder.get("qk_channels"),
-        "v_channels": encoder.get("v_channels"),
-        "cross_attention_shape_for_attention": encoder.get("cross_attention_shape_for_attn", "kv"),
-        "self_attention_widening_factor": encoder.get("self_attend_widening_factor", 1),
-        "cross_attention_widening_factor": encoder.get("cross_attend_widening_factor", 1),
-        "use_query_residual": encoder.get("use_query_residual", True),
-        "attention_probs_dropout_prob": float(encoder.get("dropout_prob", 0.0)),
-        "hidden_act": DEEPMIND_GELU,
-    }
-
-
 def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
     model = deepmind["config"]
     preprocessor, decoder = model["input_preprocessor"], model["decoder"]
@@ -109,17 +84,16 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
         positions = trainable_position_encoding((height, width), preprocessor["trainable_position_encoding_kwargs"]["num_channels"])
     else:
         positions = fourier_position_encoding(**preprocessor["fourier_position_encoding_kwargs"])
-    adapter = {
-        "type": "image",
-        "prep_type": preprocessor["prep_type"],
-        "out_channels": preprocessor.get("num_channels", 64),
-        "spatial_downsample": preprocessor.get("spatial_downsample", 1),
-        "position_encoding": positions,
-        "project_pos_dim": preprocessor.get("project_pos_dim", -1),
-        "concat_or_add_pos": preprocessor.get("concat_or_add_pos", "concat"),
-    }
-    if adapter["prep_type"] == "conv":
-        adapter["spatial_downsample"] = 1  # the conv stem's fixed 4x
+    prep_type = preprocessor["prep_type"]
+    adapter = image_adapter_config(
+        prep_type,
+        positions,
+        out_channels=preprocessor.get("num_channels", 64),
+        # The conv stem's 4x is fixed; DeepMind's argument is for pixels and 1x1 convolutions.
+        spatial_downsample=1 if prep_type == "conv" else preprocessor.get("spatial_downsample", 1),
+        project_pos_dim=preprocessor.get("project_pos_dim", -1),
+        concat_or_add_pos=preprocessor.get("concat_or_add_pos", "concat"),
+    )
     query_channels = decoder["trainable_position_encoding_kwargs"]["num_channels"]
     num_classes = deepmind["num_classes"]
     # DeepMind's classifiers are ImageNet's: 1000 logits name its classes. Other class counts keep LABEL_i.
@@ -127,7 +101,8 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
     return PerceiverIOConfig(
         **core_config(model["encoder"]),
         input_adapter=adapter,
-        decoder=classification_decoder_config(query_channels, decoder.get("use_query_residual", False)),
+        query_decoder=classification_decoder_config(query_channels, decoder.get("use_query_residual", False)),
+        output_adapter={"type": "classification"},
         **labels,
         architectures=["PerceiverIOForImageClassification"],
     )

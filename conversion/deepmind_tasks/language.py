@@ -14,12 +14,11 @@ from typing import Any
 import torch
 from transformers import PerceiverTokenizer
 
-from haiku_checkpoint import CheckpointError, HaikuParams
 from perceiver_hf import PerceiverIOConfig
-from perceiver_hf.configuration import masked_lm_decoder_config, text_adapter_config
+from perceiver_hf.presets import BYTE_VOCAB_SIZE, masked_lm_decoder_config, text_adapter_config
 
-from . import DeepMindTask
-from .imagenet import core_config
+from ..haiku_checkpoint import CheckpointError, HaikuParams
+from . import DeepMindTask, core_config
 
 D_MODEL, D_LATENTS, MAX_SEQ_LEN = 768, 1280, 2048
 
@@ -94,8 +93,9 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
     return PerceiverIOConfig(
         **core_config(deepmind["encoder_config"]),
         d_model=d_model,
-        input_adapter=text_adapter_config(deepmind.get("vocab_size", 262), max_seq_len),
-        decoder=decoder_config,
+        input_adapter=text_adapter_config(deepmind.get("vocab_size", BYTE_VOCAB_SIZE), max_seq_len),
+        query_decoder=decoder_config,
+        output_adapter={"type": "tied_embeddings"},
         architectures=["PerceiverIOForMaskedLM"],
     )
 

@@ -7,13 +7,12 @@ from typing import Any
 
 import torch
 
-from haiku_checkpoint import CheckpointError, HaikuParams
 from perceiver_hf import PerceiverIOConfig
-from perceiver_hf.configuration import flow_decoder_config, flow_output_config, fourier_position_encoding
-from perceiver_hf.processing_flow import PerceiverIOFlowProcessor
+from perceiver_hf.presets import flow_decoder_config, flow_output_config, fourier_position_encoding
+from perceiver_hf.processing import PerceiverIOFlowProcessor
 
-from . import DeepMindTask
-from .imagenet import core_config
+from ..haiku_checkpoint import CheckpointError, HaikuParams
+from . import DeepMindTask, core_config, official_encoder
 
 _TRAIN_SIZE = [368, 496]
 _FOURIER = {"concat_pos": True, "max_resolution": _TRAIN_SIZE, "num_bands": 64, "sine_only": False}
@@ -32,19 +31,10 @@ OFFICIAL_CONFIG: dict[str, Any] = {
         "temporal_downsample": 2,
         "num_channels": 64,
     },
-    "encoder": {
-        "num_self_attends_per_block": 24,
-        "num_blocks": 1,
-        "z_index_dim": 2048,
-        "num_cross_attend_heads": 1,
-        "num_z_channels": 512,
-        "num_self_attend_heads": 16,
-        "cross_attend_widening_factor": 1,
-        "self_attend_widening_factor": 1,
-        "dropout_prob": 0.0,
-        "z_pos_enc_init_scale": 0.02,
-        "cross_attention_shape_for_attn": "kv",
-    },
+    "encoder": official_encoder(
+        z_index_dim=2048, num_z_channels=512, num_blocks=1, num_self_attends_per_block=24, num_self_attend_heads=16,
+        num_cross_attend_heads=1,
+    ),
     "decoder": {
         "output_image_shape": _TRAIN_SIZE,
         "rescale_factor": 100.0,
@@ -98,7 +88,7 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
     return PerceiverIOConfig(
         **core_config(deepmind["encoder"]),
         input_adapter=adapter,
-        decoder=decoder_config,
+        query_decoder=decoder_config,
         output_adapter=output,
         architectures=["PerceiverIOForOpticalFlow"],
     )

@@ -8,12 +8,11 @@ from typing import Any
 
 import torch
 
-from haiku_checkpoint import HaikuParams
 from perceiver_hf import PerceiverIOConfig
-from perceiver_hf.configuration import fourier_position_encoding, multimodal_autoencoding_components
+from perceiver_hf.presets import fourier_position_encoding, multimodal_autoencoding_components
 
-from . import DeepMindTask
-from .imagenet import core_config
+from ..haiku_checkpoint import HaikuParams
+from . import DeepMindTask, core_config, official_encoder
 
 MODALITIES = ("audio", "image", "label")
 KINETICS_CLASSES = Path(__file__).resolve().parents[1] / "kinetics700_classes.json"
@@ -67,20 +66,10 @@ def official_config() -> dict[str, Any]:
                     "label": {},
                 },
             },
-            "encoder": {
-                "num_self_attends_per_block": 8,
-                "num_blocks": 1,
-                "z_index_dim": 784,
-                "num_z_channels": 512,
-                "num_cross_attend_heads": 1,
-                "num_self_attend_heads": 8,
-                "cross_attend_widening_factor": 1,
-                "self_attend_widening_factor": 1,
-                "dropout_prob": 0.0,
-                "z_pos_enc_init_scale": 0.02,
-                "cross_attention_shape_for_attn": "kv",
-                "name": "encoder",
-            },
+            "encoder": official_encoder(
+                z_index_dim=784, num_z_channels=512, num_blocks=1, num_self_attends_per_block=8,
+                num_self_attend_heads=8, num_cross_attend_heads=1, name="encoder",
+            ),
             "audio_decoder": {
                 "output_index_dims": [num_samples // samples_per_patch],
                 "output_num_channels": 512,
@@ -161,7 +150,7 @@ def build_config(deepmind: dict[str, Any]) -> PerceiverIOConfig:
         temporal_patch_size=image_in.get("temporal_downsample", 1),
         position_encoding=_fourier(image_in["fourier_position_encoding_kwargs"]),
     )
-    queries = components["decoder"]["query"]
+    queries = components["query_decoder"]["query"]
     queries["min_padding_size"] = modules["multimodal_decoder"].get("min_padding_size", 2)
     queries["modalities"]["audio"].update(
         index_dims=list(audio_out["output_index_dims"]),

@@ -15,7 +15,14 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration import DEEPMIND_GELU, PerceiverIOConfig
+from .configuration import PerceiverIOConfig
+from .core.modeling import PerceiverIOModel, PerceiverIOPreTrainedModel
+from .core.outputs import (
+    PerceiverIOClassifierOutput,
+    PerceiverIOMaskedLMOutput,
+    PerceiverIOModelOutput,
+    PerceiverIOMultimodalAutoencodingOutput,
+)
 from .heads import (
     PerceiverIOForImageClassification,
     PerceiverIOForMaskedLM,
@@ -23,20 +30,12 @@ from .heads import (
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
     PerceiverIOForTokenClassification,
-    PerceiverIOMaskedLMOutput,
-    PerceiverIOMultimodalAutoencodingOutput,
 )
 from .input_array import InputArray
-from .modeling import (
-    PerceiverIOClassifierOutput,
-    PerceiverIOModel,
-    PerceiverIOModelOutput,
-    PerceiverIOPreTrainedModel,
-)
 from .pipelines import OpticalFlowPipeline, PerceiverIOTokenClassificationPipeline, VideoAutoencodingPipeline
-from .processing_flow import PerceiverIOFlowProcessor
+from .presets import DEEPMIND_GELU
+from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
 from .tokenization import PerceiverIOByteTokenizer
-from .video_processing import PerceiverIOVideoAutoencodingProcessor
 
 __version__ = "0.1.0"
 

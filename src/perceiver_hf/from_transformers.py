@@ -1,34 +1,24 @@
-"""transformers' Perceiver checkpoints (`model_type "perceiver"`) -> perceiver_hf: config and weights.
+"""transformers' Perceiver checkpoints (`model_type "perceiver"`) load into perceiver_hf: a config translator and
+a table of weight renames.
 
-Used by `from_pretrained` (which converts on the fly) and by `conversion/convert_transformers.py` (which writes
-a converted folder). transformers' parameter layout differs from ours only by names, so weights convert
-with an ordered list of regular-expression renames; the converter then checks that every converted name is
-a parameter of the target head and that no parameter of the head is left without a weight.
+`PerceiverIOConfig` reads a transformers Perceiver `config.json` as the equivalent perceiver_hf config
+(`translate_config`), and `from_pretrained` loads the weights through transformers' own loader with
+`WEIGHT_RENAMES` as its `key_mapping` (the parameter layouts differ only by names), then checks that every
+weight found its parameter. Folders, the Hub and the Hub cache (offline too) work as for any model.
+
+The renames are not registered in transformers' conversion registry (`register_checkpoint_conversion_mapping`):
+registered renames are reversed when a model is saved, which would write transformers' names into perceiver_hf
+folders. A converted model saves in perceiver_hf's own names.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from .configuration import (
-    PerceiverIOConfig,
-    classification_decoder_config,
-    flow_adapter_config,
-    flow_decoder_config,
-    flow_output_config,
-    fourier_position_encoding,
-    multimodal_autoencoding_components,
-    masked_lm_decoder_config,
-    text_adapter_config,
-    trainable_position_encoding,
-)
+from . import presets
 
 # Keyword arguments of `from_pretrained` that say where to find files (and must reach the file look-ups).
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -57,7 +47,7 @@ _CORE_FIELDS = (
 )
 
 
-def _core_config(source: dict[str, Any]) -> dict[str, Any]:
+def _core(source: dict[str, Any]) -> dict[str, Any]:
     core = {name: source[name] for name in _CORE_FIELDS if name in source}
     # transformers' config says layer_norm_eps=1e-12, but its Perceiver builds every nn.LayerNorm with the
     # PyTorch default 1e-5; ours honours the field, so it must say what transformers actually computes.
@@ -65,43 +55,27 @@ def _core_config(source: dict[str, Any]) -> dict[str, Any]:
     return core
 
 
-def _image_classification_config(variant: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def convert(source: dict[str, Any]) -> dict[str, Any]:
-        config = _core_config(source)
+def _image_classification(variant: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def translate(source: dict[str, Any]) -> dict[str, Any]:
         if variant == "learned":
-            size = source.get("image_size", 224)
-            height, width = (size, size) if isinstance(size, int) else size
-            adapter = {
-                "type": "image",
-                "prep_type": "conv1x1",
-                "out_channels": 256,
-                "position_encoding": trainable_position_encoding((height, width), 256),
-                "project_pos_dim": 256,
-            }
-        elif variant == "fourier":
-            adapter = {"type": "image", "prep_type": "pixels", "position_encoding": fourier_position_encoding(64, (224, 224))}
-        else:
-            adapter = {
-                "type": "image",
-                "prep_type": "conv",
-                "out_channels": 64,
-                # transformers' conv stem pads differently from DeepMind's; keep its outputs (see ConvStem).
-                "conv_padding": "transformers",
-                "position_encoding": fourier_position_encoding(64, (56, 56)),
-            }
+            adapter = presets.imagenet_adapter_config("learned", source.get("image_size", 224))
+        elif variant == "fourier":  # transformers fixes the Fourier resolution at 224x224
+            adapter = presets.imagenet_adapter_config("fourier")
+        else:  # transformers' conv stem pads differently from DeepMind's; keep its outputs (see ConvStem)
+            adapter = presets.imagenet_adapter_config("conv", conv_padding="transformers")
+        core = _core(source)
         # transformers decodes all three ImageNet models with a query residual.
-        config.update(input_adapter=adapter, decoder=classification_decoder_config(config["d_latents"], True))
-        return config
+        decoder = presets.classification_decoder_config(core["d_latents"], use_query_residual=True)
+        return {**core, "input_adapter": adapter, "query_decoder": decoder, "output_adapter": {"type": "classification"}}
 
-    return convert
+    return translate
 
 
-def _multimodal_autoencoding_config(source: dict[str, Any]) -> dict[str, Any]:
-    config = _core_config(source)
+def _multimodal_autoencoding(source: dict[str, Any]) -> dict[str, Any]:
     output_shape = source.get("output_shape", [1, 16, 224, 224])
     image_size = source.get("image_size", 56)
     num_frames = source.get("num_frames", 16)
-    components = multimodal_autoencoding_components(
+    components = presets.multimodal_autoencoding_components(
         num_frames=num_frames,
         image_size=tuple(output_shape[2:4]),
         audio_samples_per_frame=source.get("audio_samples_per_frame", 1920),
@@ -112,97 +86,96 @@ def _multimodal_autoencoding_config(source: dict[str, Any]) -> dict[str, Any]:
     )
     # transformers' Fourier encodings of the video use max_resolution (num_frames, image_size, image_size), set
     # apart from the output size; its decoder's image grid is output_shape[1:] (batch dim first).
-    image_positions = fourier_position_encoding(32, (num_frames, image_size, image_size))
+    image_positions = presets.fourier_position_encoding(32, (num_frames, image_size, image_size))
     components["input_adapter"]["modalities"]["image"]["position_encoding"] = image_positions
-    image_queries = components["decoder"]["query"]["modalities"]["image"]
+    image_queries = components["query_decoder"]["query"]["modalities"]["image"]
     image_queries.update(index_dims=list(output_shape[1:4]), position_encoding=image_positions)
-    config.update(components)
-    return config
+    return {**_core(source), **components}
 
 
-def _optical_flow_config(source: dict[str, Any]) -> dict[str, Any]:
+def _optical_flow(source: dict[str, Any]) -> dict[str, Any]:
     # transformers hard-codes the flow model's I/O: 64 patch channels and 64 Fourier bands at `train_size`.
-    config = _core_config(source)
-    train_size = source.get("train_size", [368, 496])
-    adapter = flow_adapter_config(train_size)
-    config.update(input_adapter=adapter, decoder=flow_decoder_config(adapter), output_adapter=flow_output_config(train_size))
-    return config
+    train_size = source.get("train_size", list(presets.OPTICAL_FLOW_TRAIN_SIZE))
+    adapter = presets.flow_adapter_config(train_size)
+    return {
+        **_core(source),
+        "input_adapter": adapter,
+        "query_decoder": presets.flow_decoder_config(adapter),
+        "output_adapter": presets.flow_output_config(train_size),
+    }
 
 
-def _text_config(task: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def convert(source: dict[str, Any]) -> dict[str, Any]:
-        config = _core_config(source)
+def _text(task: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def translate(source: dict[str, Any]) -> dict[str, Any]:
         max_positions = source.get("max_position_embeddings", 2048)
-        config["input_adapter"] = text_adapter_config(source.get("vocab_size", 262), max_positions)
+        adapter = presets.text_adapter_config(source.get("vocab_size", presets.BYTE_VOCAB_SIZE), max_positions)
         if task == "masked_lm":
             # transformers hard-codes this decoder (8 heads, qk 8 * 32, values of d_model channels) and drops the
             # query mask, so padded positions keep transformers' logits.
-            config["decoder"] = masked_lm_decoder_config(
+            decoder = presets.masked_lm_decoder_config(
                 source.get("d_model", 768), max_positions, num_heads=8, qk_channels=256, mask_padded_queries=False
             )
+            output = {"type": "tied_embeddings"}
         else:
-            config["decoder"] = classification_decoder_config(source.get("d_latents", 1280), use_query_residual=True)
-        return config
+            decoder = presets.classification_decoder_config(source.get("d_latents", 1280), use_query_residual=True)
+            output = {"type": "classification"}
+        return {**_core(source), "input_adapter": adapter, "query_decoder": decoder, "output_adapter": output}
 
-    return convert
+    return translate
 
 
-# transformers architecture -> (our head class name, config converter).
+# transformers architecture -> (our head class name, config translator).
 ARCHITECTURES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-    "PerceiverForImageClassificationLearned": ("PerceiverIOForImageClassification", _image_classification_config("learned")),
-    "PerceiverForImageClassificationFourier": ("PerceiverIOForImageClassification", _image_classification_config("fourier")),
-    "PerceiverForImageClassificationConvProcessing": ("PerceiverIOForImageClassification", _image_classification_config("conv")),
-    "PerceiverForMultimodalAutoencoding": ("PerceiverIOForMultimodalAutoencoding", _multimodal_autoencoding_config),
-    "PerceiverForOpticalFlow": ("PerceiverIOForOpticalFlow", _optical_flow_config),
+    "PerceiverForImageClassificationLearned": ("PerceiverIOForImageClassification", _image_classification("learned")),
+    "PerceiverForImageClassificationFourier": ("PerceiverIOForImageClassification", _image_classification("fourier")),
+    "PerceiverForImageClassificationConvProcessing": ("PerceiverIOForImageClassification", _image_classification("conv")),
+    "PerceiverForMultimodalAutoencoding": ("PerceiverIOForMultimodalAutoencoding", _multimodal_autoencoding),
+    "PerceiverForOpticalFlow": ("PerceiverIOForOpticalFlow", _optical_flow),
+    "PerceiverForMaskedLM": ("PerceiverIOForMaskedLM", _text("masked_lm")),
+    "PerceiverForSequenceClassification": ("PerceiverIOForSequenceClassification", _text("classification")),
 }
-ARCHITECTURES.update(
-    {
-        "PerceiverForMaskedLM": ("PerceiverIOForMaskedLM", _text_config("masked_lm")),
-        "PerceiverForSequenceClassification": ("PerceiverIOForSequenceClassification", _text_config("classification")),
-    }
-)
 
-# Ordered renames, applied one after the other to every transformers parameter name.
-_LAYER_RENAMES = [
-    (r"\.attention\.self\.layernorm1\.", ".attention.query_norm."),
-    (r"\.attention\.self\.layernorm2\.", ".attention.kv_norm."),
-    (r"\.attention\.self\.(query|key|value)\.", r".attention.\1."),
-    (r"\.attention\.output\.dense\.", ".attention.output."),
-    (r"\.layernorm\.", ".mlp_norm."),
-    (r"\.mlp\.dense1\.", ".mlp.fc1."),
-    (r"\.mlp\.dense2\.", ".mlp.fc2."),
-]
-STATE_DICT_RENAMES: list[tuple[str, str]] = [
-    (r"^perceiver\.embeddings\.latents$", "perceiver.encoder.latents"),
-    (r"^perceiver\.encoder\.self_attends\.", "perceiver.encoder.self_attention_layers."),
-    (r"^perceiver\.input_preprocessor\.convnet_1x1\.", "perceiver.input_adapter.conv1x1."),
-    (r"^perceiver\.input_preprocessor\.convnet\.", "perceiver.input_adapter.conv_stem."),
-    (
-        r"^perceiver\.input_preprocessor\.position_embeddings\.position_embeddings$",
-        "perceiver.input_adapter.position_encoding.position_embeddings",
+_LAYER_RENAMES = {
+    r"\.attention\.self\.layernorm1\.": ".attention.query_norm.",
+    r"\.attention\.self\.layernorm2\.": ".attention.kv_norm.",
+    r"\.attention\.self\.(query|key|value)\.": r".attention.\1.",
+    r"\.attention\.output\.dense\.": ".attention.output.",
+    r"\.layernorm\.": ".mlp_norm.",
+    r"\.mlp\.dense1\.": ".mlp.fc1.",
+    r"\.mlp\.dense2\.": ".mlp.fc2.",
+}
+# transformers' parameter names -> ours, applied in order (transformers' `key_mapping` of `from_pretrained`).
+WEIGHT_RENAMES: dict[str, str] = {
+    r"^perceiver\.embeddings\.latents$": "perceiver.encoder.latents",
+    r"^perceiver\.encoder\.self_attends\.": "perceiver.encoder.self_attention_layers.",
+    r"^perceiver\.input_preprocessor\.convnet_1x1\.": "perceiver.input_adapter.conv1x1.",
+    r"^perceiver\.input_preprocessor\.convnet\.": "perceiver.input_adapter.conv_stem.",
+    r"^perceiver\.input_preprocessor\.position_embeddings\.position_embeddings$": (
+        "perceiver.input_adapter.position_encoding.position_embeddings"
     ),
-    (r"^perceiver\.input_preprocessor\.positions_projection\.", "perceiver.input_adapter.position_projection."),
-    (r"^perceiver\.input_preprocessor\.conv_after_patches\.", "perceiver.input_adapter.patch_projection."),
-    (r"^perceiver\.decoder\.decoder\.output_position_encodings\.position_embeddings$", "decoder.queries.queries"),
-    (r"^perceiver\.decoder\.decoder\.decoding_cross_attention\.", "decoder.cross_attention."),
-    (r"^perceiver\.decoder\.decoder\.final_layer\.", "decoder.output_projection."),
+    r"^perceiver\.input_preprocessor\.positions_projection\.": "perceiver.input_adapter.position_projection.",
+    r"^perceiver\.input_preprocessor\.conv_after_patches\.": "perceiver.input_adapter.patch_projection.",
+    r"^perceiver\.decoder\.decoder\.output_position_encodings\.position_embeddings$": "decoder.queries.queries",
+    r"^perceiver\.decoder\.decoder\.decoding_cross_attention\.": "decoder.cross_attention.",
+    r"^perceiver\.decoder\.decoder\.final_layer\.": "decoder.output_projection.",
     # Multimodal autoencoding: per-modality paddings, mask tokens, label query and output adapters.
-    (r"^perceiver\.input_preprocessor\.padding\.(\w+)$", r"perceiver.input_adapter.padding.\1.position_embeddings"),
-    (r"^perceiver\.input_preprocessor\.mask\.(\w+)$", r"perceiver.input_adapter.mask_tokens.\1.position_embeddings"),
-    (r"^perceiver\.decoder\.padding\.(\w+)$", r"decoder.queries.padding.\1.position_embeddings"),
-    (
-        r"^perceiver\.decoder\.modalities\.(\w+)\.decoder\.output_position_encodings\.position_embeddings$",
-        r"decoder.queries.modalities.\1.queries",
+    r"^perceiver\.input_preprocessor\.padding\.(\w+)$": r"perceiver.input_adapter.padding.\1.position_embeddings",
+    r"^perceiver\.input_preprocessor\.mask\.(\w+)$": r"perceiver.input_adapter.mask_tokens.\1.position_embeddings",
+    r"^perceiver\.decoder\.padding\.(\w+)$": r"decoder.queries.padding.\1.position_embeddings",
+    r"^perceiver\.decoder\.modalities\.(\w+)\.decoder\.output_position_encodings\.position_embeddings$": (
+        r"decoder.queries.modalities.\1.queries"
     ),
-    (r"^perceiver\.output_postprocessor\.modalities\.(\w+)\.classifier\.", r"output_adapters.\1.linear."),
+    r"^perceiver\.output_postprocessor\.modalities\.(\w+)\.classifier\.": r"output_adapters.\1.linear.",
     # Text: byte embeddings and positions; the masked-LM decoder is not wrapped in a classification decoder.
-    (r"^perceiver\.input_preprocessor\.embeddings\.", "perceiver.input_adapter.embeddings."),
-    (r"^perceiver\.input_preprocessor\.position_embeddings\.weight$", "perceiver.input_adapter.position_encoding.position_embeddings"),
-    (r"^perceiver\.decoder\.output_position_encodings\.position_embeddings$", "decoder.queries.queries"),
-    (r"^perceiver\.decoder\.decoding_cross_attention\.", "decoder.cross_attention."),
-    (r"^embedding_decoder\.bias$", "output_adapter.bias"),
-    *_LAYER_RENAMES,
-]
+    r"^perceiver\.input_preprocessor\.embeddings\.": "perceiver.input_adapter.embeddings.",
+    r"^perceiver\.input_preprocessor\.position_embeddings\.weight$": (
+        "perceiver.input_adapter.position_encoding.position_embeddings"
+    ),
+    r"^perceiver\.decoder\.output_position_encodings\.position_embeddings$": "decoder.queries.queries",
+    r"^perceiver\.decoder\.decoding_cross_attention\.": "decoder.cross_attention.",
+    r"^embedding_decoder\.bias$": "output_adapter.bias",
+    **_LAYER_RENAMES,
+}
 
 
 def is_transformers_config(config_dict: dict[str, Any]) -> bool:
@@ -210,6 +183,7 @@ def is_transformers_config(config_dict: dict[str, Any]) -> bool:
 
 
 def source_architecture(config_dict: dict[str, Any]) -> str:
+    """The transformers head class a Perceiver config was saved by (one perceiver_hf can load)."""
     architectures = config_dict.get("architectures") or []
     for name in architectures:
         if name in ARCHITECTURES:
@@ -220,89 +194,56 @@ def source_architecture(config_dict: dict[str, Any]) -> str:
     )
 
 
-def convert_config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of the `PerceiverIOConfig` equivalent to a transformers `PerceiverConfig` dict."""
-    head, convert = ARCHITECTURES[source_architecture(config_dict)]
-    return {**convert(config_dict), "architectures": [head]}
-
-
-def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename transformers' Perceiver parameters to perceiver_hf's."""
-    converted = {}
-    for name, tensor in state_dict.items():
-        for pattern, replacement in STATE_DICT_RENAMES:
-            name = re.sub(pattern, replacement, name)
-        converted[name] = tensor
-    return converted
-
-
-def _resolve(source: str | Path, filename: str, hub_kwargs: dict[str, Any]) -> str | None:
-    from transformers.utils import cached_file
-
-    return cached_file(
-        str(source), filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs
-    )
+def translate_config(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """The perceiver_hf config dict equivalent to a transformers `PerceiverConfig` dict."""
+    head, translate = ARCHITECTURES[source_architecture(config_dict)]
+    return {**translate(config_dict), "model_type": "perceiver_io", "architectures": [head]}
 
 
 def read_config_dict(source: str | Path, hub_kwargs: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The raw `config.json` of a folder or Hub repository, or `None` when it has none."""
-    path = _resolve(source, "config.json", hub_kwargs or {})
+    from transformers.utils import cached_file
+
+    path = cached_file(str(source), "config.json", _raise_exceptions_for_missing_entries=False, **(hub_kwargs or {}))
     if path is None:
         return None
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
 
-def load_state_dict(source: str | Path, hub_kwargs: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """Weights of a folder or Hub repository: safetensors (single or sharded) or a PyTorch pickle loaded with
-    `weights_only=True`, so that a checkpoint cannot run code."""
-    hub_kwargs = hub_kwargs or {}
-    single = _resolve(source, "model.safetensors", hub_kwargs)
-    if single is not None:
-        return load_file(single)
-    index = _resolve(source, "model.safetensors.index.json", hub_kwargs)
-    if index is not None:
-        with open(index, encoding="utf-8") as handle:
-            shards = sorted(set(json.load(handle)["weight_map"].values()))
-        state_dict = {}
-        for shard in shards:
-            state_dict.update(load_file(_resolve(source, shard, hub_kwargs)))
-        return state_dict
-    pickled = _resolve(source, "pytorch_model.bin", hub_kwargs)
-    if pickled is not None:
-        return torch.load(pickled, map_location="cpu", weights_only=True)
-    raise FileNotFoundError(
-        f"No weights found in {source}: expected model.safetensors, model.safetensors.index.json or pytorch_model.bin."
-    )
-
-
-def write_converted_checkpoint(
-    source: str | Path,
-    output_dir: str | Path,
-    config_dict: dict[str, Any],
-    hub_kwargs: dict[str, Any] | None = None,
-) -> PerceiverIOConfig:
-    """Write `config.json` and `model.safetensors` of the perceiver_hf equivalent of a transformers checkpoint.
-
-    Loading that folder (as `from_pretrained` does) checks that every weight found its parameter.
-    """
-    config = PerceiverIOConfig(**convert_config_dict(config_dict))
-    state_dict = convert_state_dict(load_state_dict(source, hub_kwargs))
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(output_dir)
-    tensors = {name: tensor.contiguous() for name, tensor in state_dict.items()}
-    save_file(tensors, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
-    return config
-
-
-def transformers_source_config(source: str | Path | None, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+def transformers_source_config(source, kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """The config dict of `source` if it is a transformers Perceiver checkpoint, else `None`."""
     if source is None:
         return None
-    hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
     try:
-        config_dict = read_config_dict(source, hub_kwargs)
+        config_dict = read_config_dict(source, {k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
     except (OSError, ValueError):
         return None  # let the regular loading path report what is wrong with `source`
     return config_dict if config_dict is not None and is_transformers_config(config_dict) else None
+
+
+def load_transformers_checkpoint(cls, load: Callable, source, source_config: dict[str, Any], *model_args, **kwargs):
+    """`cls.from_pretrained(source)` for a transformers Perceiver checkpoint: `load` (transformers' own
+    `from_pretrained`) reads the translated config and the renamed weights; nothing may be left over."""
+    head = ARCHITECTURES[source_architecture(source_config)][0]
+    if cls.__name__ not in (head, "PerceiverIOModel"):
+        raise ValueError(
+            f"{source} is a transformers {source_architecture(source_config)} checkpoint, which loads into {head} "
+            f"(or PerceiverIOModel), not {cls.__name__}."
+        )
+    want_info = kwargs.pop("output_loading_info", False)
+    model, info = load(source, *model_args, key_mapping=WEIGHT_RENAMES, output_loading_info=True, **kwargs)
+    # A head checkpoint legitimately has weights the bare encoder (PerceiverIOModel) does not use.
+    unexpected = info["unexpected_keys"] if cls.__name__ == head else []
+    # Shapes may differ only where the caller asked for it (e.g. a new classifier with another num_labels).
+    mismatched = [] if kwargs.get("ignore_mismatched_sizes") else info.get("mismatched_keys")
+    if info["missing_keys"] or unexpected or mismatched:
+        raise ValueError(
+            f"Converting {source} into {cls.__name__} left parameters without weights "
+            f"{sorted(info['missing_keys'])[:5]}, weights without parameters {sorted(unexpected)[:5]}, "
+            f"mismatched shapes {list(mismatched or [])[:5]}."
+        )
+    # transformers keeps the renames to save in the loaded layout; this model saves in perceiver_hf's.
+    model._weight_conversions = []
+    model.config.name_or_path = str(source)
+    return (model, info) if want_info else model

@@ -82,3 +82,17 @@ class InputArray:
     def materialize(self) -> torch.Tensor:
         """The whole array as one `(batch, length, channels)` tensor."""
         return self.rows()
+
+    def map_rows(self, per_row: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], block_size: int | None = None):
+        """`per_row` (a row-wise map returning a tuple of tensors) applied to the whole array, `block_size` rows
+        at a time: the outputs are filled block by block, so only one block of the full-width array exists."""
+        if block_size is None or self.length <= block_size:
+            return per_row(self.materialize())
+        outputs = None
+        for start in range(0, self.length, block_size):
+            block = per_row(self.rows(start, start + block_size))
+            if outputs is None:
+                outputs = tuple(part.new_empty((self.batch_size, self.length, part.shape[-1])) for part in block)
+            for target, part in zip(outputs, block):
+                target[:, start : start + block_size] = part
+        return outputs

@@ -25,7 +25,7 @@ class FactoredQueries:
     The tables (and the constant) fill disjoint channels, so per-query statistics (a layer norm's mean and
     variance) and linear maps of the queries split into per-table parts. Position queries factor this way
     (each Fourier channel depends on one grid dimension), which lets inference compute per grid coordinate
-    what naively is computed per query (see `perceiver_hf.folded_decoding`).
+    what naively is computed per query (see `perceiver_hf.core.rewrites.folded_decoder`).
 
     Attributes:
         tables: `(rows_k, channels)` tensors, zero outside their channels.
@@ -41,6 +41,10 @@ class FactoredQueries:
     def num_queries(self) -> int:
         return self.indices.shape[0]
 
+    def block(self, start: int, end: int) -> FactoredQueries:
+        """Queries `start:end`."""
+        return FactoredQueries(self.tables, self.indices[start:end], self.constant)
+
     def materialize(self) -> torch.Tensor:
         """The `(num_queries, channels)` queries themselves."""
         rows = self.constant.expand(self.num_queries, -1)
@@ -50,19 +54,17 @@ class FactoredQueries:
 
 
 class OutputQueries(nn.Module):
-    """Base of the query providers, built from `config.decoder["query"]` by `from_config`.
+    """Base of the query providers, built from `config.query_decoder["query"]` by `from_config`.
 
     Providers that support subsampled decoding (transformers' `subsampled_output_points`) take a
     `subsampled_points` keyword in `num_queries` and `forward`: the flat indices of the outputs to decode.
     """
 
+    num_channels: int  # channels of each query (an attribute or a property)
+
     @classmethod
     def from_config(cls, config: PerceiverIOConfig, **spec) -> OutputQueries:
         return cls(**spec)
-
-    @property
-    def num_channels(self) -> int:
-        raise NotImplementedError
 
     def num_queries(self, inputs: InputArray) -> int:
         raise NotImplementedError
@@ -118,11 +120,7 @@ class InputQueries(OutputQueries):
 
     def __init__(self, num_channels: int):
         super().__init__()
-        self._num_channels = int(num_channels)
-
-    @property
-    def num_channels(self) -> int:
-        return self._num_channels
+        self.num_channels = int(num_channels)
 
     def num_queries(self, inputs: InputArray) -> int:
         return inputs.length
@@ -260,6 +258,10 @@ class MultimodalQueries(OutputQueries):
     def num_queries(self, inputs: InputArray, subsampled_points=None) -> int:
         return sum(self.modality_sizes(inputs, subsampled_points).values())
 
+    def grids(self) -> dict[str, tuple[int, ...] | None]:
+        """The output grid of each modality's queries (`None` for queries without one, such as learned ones)."""
+        return {name: getattr(queries, "index_dims", None) for name, queries in self.modalities.items()}
+
     def factored(self, name: str, start: int, end: int, subsampled_points=None) -> FactoredQueries:
         """Queries `start:end` of modality `name` (not of the stack), padded, in factored form."""
         points = self._points(subsampled_points)[name]
@@ -296,7 +298,7 @@ OUTPUT_QUERIES: dict[str, type[OutputQueries]] = {
 
 
 def build_output_queries(config: PerceiverIOConfig, spec: dict) -> OutputQueries:
-    """The query provider described by `spec` (`config.decoder["query"]`)."""
+    """The query provider described by `spec` (`config.query_decoder["query"]`)."""
     spec = dict(spec)
     kind = spec.pop("type", None)
     if kind not in OUTPUT_QUERIES:

@@ -1,9 +1,10 @@
 """Task heads: `PreTrainedModel`s that wire adapters, the latent core and output queries to a task."""
 
+from .base import PerceiverIOHead
 from .classification import PerceiverIOClassifier
 from .image_classification import PerceiverIOForImageClassification
-from .masked_lm import PerceiverIOForMaskedLM, PerceiverIOMaskedLMOutput
-from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding, PerceiverIOMultimodalAutoencodingOutput
+from .masked_lm import PerceiverIOForMaskedLM
+from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding
 from .optical_flow import PerceiverIOForOpticalFlow
 from .sequence_classification import PerceiverIOForSequenceClassification
 from .token_classification import PerceiverIOForTokenClassification
@@ -16,6 +17,5 @@ __all__ = [
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
     "PerceiverIOForTokenClassification",
-    "PerceiverIOMaskedLMOutput",
-    "PerceiverIOMultimodalAutoencodingOutput",
+    "PerceiverIOHead",
 ]

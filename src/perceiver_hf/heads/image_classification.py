@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
-from ..modeling import PerceiverIOClassifierOutput, select_inputs
+from ..core.modeling import select_inputs
+from ..core.outputs import PerceiverIOClassifierOutput
 from .classification import PerceiverIOClassifier
 
 
@@ -25,12 +27,10 @@ class PerceiverIOForImageClassification(PerceiverIOClassifier):
         self,
         inputs: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         pixel_values: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         r"""
         pixel_values (`torch.Tensor` of shape `(batch_size, channels, height, width)`):
@@ -45,8 +45,6 @@ class PerceiverIOForImageClassification(PerceiverIOClassifier):
             select_inputs(inputs, pixel_values, "pixel_values"),
             attention_mask=attention_mask,
             labels=labels,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            num_items_in_batch=kwargs.get("num_items_in_batch"),
-            interpolate_pos_encoding=interpolate_pos_encoding,
+            adapter_kwargs={"interpolate_pos_encoding": interpolate_pos_encoding},
+            **kwargs,
         )

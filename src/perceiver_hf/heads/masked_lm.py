@@ -8,55 +8,24 @@ many positions as the input has are decoded: transformers decodes all 2048 whate
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
-from ..adapters.text import TextInputAdapter
 from ..configuration import PerceiverIOConfig
-from ..modeling import PerceiverIODecoder, PerceiverIOModel, PerceiverIOPreTrainedModel, select_inputs
+from ..core.modeling import select_inputs
+from ..core.outputs import PerceiverIOMaskedLMOutput
+from ..input_adapters import TextInputAdapter
+from ..output_adapters import TiedEmbeddingLogits, build_output_adapter
+from .base import PerceiverIOHead
 
 
-@dataclass
-class PerceiverIOMaskedLMOutput(ModelOutput):
-    """Output of `PerceiverIOForMaskedLM` (the fields of transformers' `PerceiverMaskedLMOutput`).
-
-    Attributes:
-        loss: cross-entropy over the positions whose label is not -100, when `labels` are given.
-        logits: `(batch, sequence_length, vocab_size)` scores of every byte at every input position.
-        hidden_states, attentions: see `PerceiverIOModelOutput`.
-        cross_attentions: the encoder cross-attention weights followed by the decoder's.
-    """
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
-
-
-class TiedEmbeddingLogits(nn.Module):
-    """Logits as dot products with the input byte embeddings plus a learned bias (DeepMind's `EmbeddingDecoder`).
-
-    The embedding matrix is passed in at call time rather than stored, so the weight exists once and training
-    updates it through both uses.
-    """
-
-    def __init__(self, vocab_size: int):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
-
-    def forward(self, hidden_states: torch.Tensor, embeddings: nn.Embedding) -> torch.Tensor:
-        return nn.functional.linear(hidden_states, embeddings.weight, self.bias)
-
-
-class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
+class PerceiverIOForMaskedLM(PerceiverIOHead):
     """Perceiver IO byte-level masked language model; see `PerceiverIOConfig.for_masked_lm`.
 
-    `config.decoder["mask_padded_queries"]` chooses what padded positions compute: DeepMind masks their
+    `config.query_decoder["mask_padded_queries"]` chooses what padded positions compute: DeepMind masks their
     decoder queries (zero attention output), transformers does not. Logits at real positions are the same.
     """
 
@@ -65,22 +34,20 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
 
     def __init__(self, config: PerceiverIOConfig):
         super().__init__(config)
-        self.perceiver = PerceiverIOModel(config)
         adapter = self.perceiver.input_adapter
         if not isinstance(adapter, TextInputAdapter):
             raise ValueError(
                 f"A masked language model needs a text input adapter (`input_adapter={{'type': 'text', ...}}`), "
                 f"got {type(adapter).__name__}. Build the config with `PerceiverIOConfig.for_masked_lm()`."
             )
-        self.decoder = PerceiverIODecoder(config)
-        if self.decoder.output_projection is not None or self.decoder.queries.num_channels != adapter.num_channels:
+        if self.decoder.output_channels != adapter.num_channels:
             raise ValueError(
                 f"The logits are tied to the {adapter.num_channels}-channel byte embeddings, so the decoder must "
                 f"output {adapter.num_channels} channels: use queries of that width and `final_project=False` "
-                "(see `masked_lm_decoder_config`)."
+                "(see `presets.masked_lm_decoder_config`)."
             )
-        self.output_adapter = TiedEmbeddingLogits(adapter.vocab_size)
-        self.mask_padded_queries = bool((config.decoder or {}).get("mask_padded_queries", False))
+        self.output_adapter = build_output_adapter(config, self.decoder.output_channels, "tied_embeddings")
+        self.mask_padded_queries = bool((config.query_decoder or {}).get("mask_padded_queries", False))
         self.post_init()
 
     @torch.no_grad()
@@ -94,11 +61,9 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
         self,
         inputs: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOMaskedLMOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
@@ -112,14 +77,7 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
         Returns logits of shape `(batch_size, sequence_length, vocab_size)`: one row per input position.
         """
         input_ids = select_inputs(inputs, input_ids, "input_ids")
-        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
-
-        input_array, encoded = self.perceiver.encode(
-            input_ids,
-            attention_mask=attention_mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+        input_array, encoded, output_attentions = self.encode(input_ids, attention_mask, **kwargs)
         embeddings = self.perceiver.input_adapter.embeddings
         # Logits are computed per decoded block: the (batch, length, d_model) decoder output never exists whole.
         logits, decoder_weights = self.decoder(
@@ -127,7 +85,7 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
             input_array,
             query_mask=attention_mask if self.mask_padded_queries else None,
             output_attentions=output_attentions,
-            postprocess=lambda output, start, end: self.output_adapter(output, embeddings),
+            postprocess=lambda decoded, start, end: self.output_adapter(decoded, embeddings),
         )
 
         loss = None
@@ -137,14 +95,5 @@ class PerceiverIOForMaskedLM(PerceiverIOPreTrainedModel):
                     f"labels have shape {tuple(labels.shape)} but the logits cover {tuple(logits.shape[:2])} "
                     "(batch, sequence_length) positions: give one label per input token, -100 where no loss is wanted."
                 )
-            loss = self.loss_function(
-                logits, labels, vocab_size=logits.shape[-1], num_items_in_batch=kwargs.get("num_items_in_batch")
-            )
-
-        return self.head_output(
-            PerceiverIOMaskedLMOutput,
-            encoded,
-            decoder_weights,
-            loss=loss,
-            logits=logits,
-        )
+            loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
+        return self.head_output(PerceiverIOMaskedLMOutput, encoded, decoder_weights, loss=loss, logits=logits)

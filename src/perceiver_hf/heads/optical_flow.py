@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import torch
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from ..configuration import PerceiverIOConfig
-from ..modeling import PerceiverIOClassifierOutput, PerceiverIODecoder, PerceiverIOModel, PerceiverIOPreTrainedModel
+from ..core.outputs import PerceiverIOClassifierOutput
+from ..losses import end_point_error
+from ..output_adapters import build_output_adapter
+from .base import PerceiverIOHead
 
 
-def end_point_error(flow: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean Euclidean distance between predicted and ground-truth flow vectors `(..., 2)`.
-
-    Pixels whose ground truth is not finite (NaN/inf marks unknown flow in sparse datasets such as KITTI) are
-    left out of the mean.
-    """
-    valid = torch.isfinite(target).all(dim=-1)
-    target = target.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
-    error = torch.linalg.vector_norm(flow - target, dim=-1).masked_fill(~valid, 0.0)
-    return error.sum() / valid.sum().clamp(min=1)
-
-
-class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
+class PerceiverIOForOpticalFlow(PerceiverIOHead):
     """Perceiver IO optical flow (DeepMind's AutoFlow model), drop-in for transformers' `PerceiverForOpticalFlow`.
 
     `inputs` are two frames of 3x3 pixel patches, `(batch, 2, 27, height, width)`
     (`PerceiverIOFlowProcessor` makes them from two images). The input array (patch features + Fourier
-    positions, one row per pixel) doubles as the decoder's queries; they are decoded `config.decoder["chunk_size"]`
-    pixels at a time, so memory stays bounded at any resolution.
+    positions, one row per pixel) doubles as the decoder's queries; they are decoded
+    `config.query_decoder["chunk_size"]` pixels at a time, so memory stays bounded at any resolution.
 
     `logits` are the decoder output divided by `rescale_factor` (100), exactly what transformers returns;
     multiply by `flow_scale_factor` (20) for the flow in pixels, as DeepMind's colab and the `optical-flow`
@@ -38,23 +30,22 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
     input_modalities = ("image",)
 
     def __init__(self, config: PerceiverIOConfig):
-        super().__init__(config)
-        settings = config.output_adapter or {}
-        self.rescale_factor = float(settings.get("rescale_factor", 100.0))
-        self.flow_scale_factor = float(settings.get("flow_scale_factor", 20.0))
-        self.perceiver = PerceiverIOModel(config)
-        self.decoder = PerceiverIODecoder(config, output_channels=2)
+        super().__init__(config, output_channels=2)
+        self.output_adapter = build_output_adapter(config, self.decoder.output_channels, "flow")
         self.post_init()
+
+    @property
+    def flow_scale_factor(self) -> float:
+        """`logits * flow_scale_factor` is the flow in pixels."""
+        return self.output_adapter.flow_scale_factor
 
     @can_return_tuple
     def forward(
         self,
         inputs: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         r"""
         inputs (`torch.Tensor` of shape `(batch_size, 2, 27, height, width)`):
@@ -66,19 +57,11 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
         """
         if inputs is None:
             raise ValueError("You have to specify `inputs`: two frames of 3x3 patches, (batch, 2, 27, height, width).")
-        output_attentions, output_hidden_states = self.output_flags(output_attentions, output_hidden_states)
-
-        input_array, encoded = self.perceiver.encode(
-            inputs,
-            attention_mask=attention_mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+        input_array, encoded, output_attentions = self.encode(inputs, attention_mask, **kwargs)
         flow, decoder_weights = self.decoder(
             encoded.last_hidden_state, input_array, output_attentions=output_attentions
         )
-        batch_size, height, width = inputs.shape[0], inputs.shape[-2], inputs.shape[-1]
-        logits = (flow / self.rescale_factor).reshape(batch_size, height, width, flow.shape[-1])
+        logits = self.output_adapter(flow, height=inputs.shape[-2], width=inputs.shape[-1])
 
         loss = None
         if labels is not None:
@@ -91,11 +74,4 @@ class PerceiverIOForOpticalFlow(PerceiverIOPreTrainedModel):
                     f"inputs, got {tuple(labels.shape)}.{hint}"
                 )
             loss = end_point_error(logits * self.flow_scale_factor, labels.to(logits.dtype))
-
-        return self.head_output(
-            PerceiverIOClassifierOutput,
-            encoded,
-            decoder_weights,
-            loss=loss,
-            logits=logits,
-        )
+        return self.head_output(PerceiverIOClassifierOutput, encoded, decoder_weights, loss=loss, logits=logits)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
-from ..modeling import PerceiverIOClassifierOutput, select_inputs
+from ..core.modeling import select_inputs
+from ..core.outputs import PerceiverIOClassifierOutput
 from .classification import PerceiverIOClassifier
 
 
@@ -23,11 +25,9 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
         self,
         inputs: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         labels: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
@@ -43,7 +43,5 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
             select_inputs(inputs, input_ids, "input_ids"),
             attention_mask=attention_mask,
             labels=labels,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            num_items_in_batch=kwargs.get("num_items_in_batch"),
+            **kwargs,
         )

@@ -17,8 +17,8 @@ from transformers import Pipeline
 from transformers.image_utils import load_image
 from transformers.utils import cached_file
 
-from ..flow_visualization import flow_to_image
-from ..processing_flow import PerceiverIOFlowProcessor, tile_grid, tile_weights
+from ..processing.flow import PerceiverIOFlowProcessor, tile_grid, tile_weights
+from ..processing.flow_visualization import flow_to_image
 
 
 def _load_processor(model) -> PerceiverIOFlowProcessor:

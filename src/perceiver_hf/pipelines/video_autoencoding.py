@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageSequence
 from transformers import Pipeline
 
-from ..video_processing import PerceiverIOVideoAutoencodingProcessor
+from ..processing.video import PerceiverIOVideoAutoencodingProcessor
 
 _PILLOW_ANIMATIONS = {".gif", ".webp", ".png", ".apng", ".tif", ".tiff"}
 _DEFAULT_FPS = 25.0  # Kinetics clips, as DeepMind's model saw them

@@ -1,0 +1,66 @@
+"""Folded key/value projections: cross-attention from a few queries to a long input array.
+
+The encoder cross-attention reads a long input array (50,176 rows per ImageNet image, 182,528 per flow frame
+pair) with few queries (the latents). With `n` the input rows normalised without the layer norm's affine part,
+keys are `n @ G_k + k0` and values `n @ G_v + v0` (`G = diag(gamma) W^T`). Since `q . k0` is constant along a
+query row it cancels in the softmax, and the attention weights sum to one, so attending with queries `q G_k^T`
+over `n` itself, then applying `G_v` and adding `v0`, gives the same result without ever computing the `M x qk`
+keys and `M x v` values; `n` is the only full-length tensor left.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...input_array import InputArray
+from ..attention import LayerMaps, zero_rows_without_keys
+
+
+class FoldedKeyValueAttention:
+    """The attention step of a cross-attention layer with its key/value projections folded into the queries."""
+
+    def __init__(self, maps: LayerMaps):
+        self.maps = maps
+
+    def key_values(self, inputs: InputArray | torch.Tensor) -> torch.Tensor:
+        """The inputs normalised without the layer norm's affine part, `(batch, M, kv_dim)`, read block by block."""
+        if isinstance(inputs, torch.Tensor):
+            inputs = InputArray(inputs)
+        eps = self.maps.kv_norm.eps
+
+        def normalize(rows: torch.Tensor) -> tuple[torch.Tensor]:
+            return (nn.functional.layer_norm(rows, rows.shape[-1:], eps=eps),)
+
+        return inputs.map_rows(normalize, self.maps.attention.config.input_chunk_size)[0]
+
+    def __call__(
+        self,
+        hidden_states: torch.Tensor,
+        normalized: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        maps = self.maps
+        attention = maps.attention
+        heads, qk_dim, v_dim = attention.num_heads, attention.qk_head_dim, attention.v_head_dim
+        batch_size, num_queries, _ = hidden_states.shape
+        query = attention.split_heads(maps.query(maps.query_norm(hidden_states)), qk_dim)
+        # Queries move into the normalised input space: q G_k^T per head.
+        key_weight = maps.key.weight.view(heads, qk_dim, -1) * maps.kv_norm.weight
+        query = torch.einsum("bhnd,hdc->bhnc", query, key_weight)
+        inputs = normalized[:, None].expand(-1, heads, -1, -1)  # one "head" shared by all heads
+
+        attn_output, attn_weights = attention.attend(query, inputs, inputs, attention_mask, output_attentions)
+
+        value_weight = maps.value.weight.view(heads, v_dim, -1) * maps.kv_norm.weight
+        value_offset = nn.functional.linear(maps.kv_norm.bias, maps.value.weight, maps.value.bias)
+        attn_output = torch.einsum("bnhc,hdc->bnhd", attn_output, value_weight)
+        attn_output = attn_output + value_offset.view(heads, v_dim)
+        # The key bias shifts every score of a query row equally: it cancels in the softmax and its gradient is
+        # exactly zero. Keep it in the graph with that zero gradient, as the plain computation has it, so that DDP
+        # (which expects a gradient for every parameter) and weight decay treat it alike.
+        attn_output = attn_output + 0.0 * maps.key.bias.sum()
+        attn_output = attn_output.reshape(batch_size, num_queries, attention.v_channels)
+        attn_output = zero_rows_without_keys(attn_output, attention_mask)
+        return maps.output(attn_output), (attn_weights if output_attentions else None)

@@ -1,0 +1,44 @@
+"""Output adapters: the decoder's output in, the task's output out (logits, flow, pixels and samples)."""
+
+from __future__ import annotations
+
+from ..configuration import PerceiverIOConfig
+from .base import OutputAdapter
+from .classification import ClassificationOutputAdapter
+from .flow import FlowOutputAdapter
+from .multimodal import ModalityOutputAdapter, MultimodalOutputAdapter
+from .text import TiedEmbeddingLogits
+
+OUTPUT_ADAPTERS: dict[str, type[OutputAdapter]] = {
+    "classification": ClassificationOutputAdapter,
+    "flow": FlowOutputAdapter,
+    "multimodal": MultimodalOutputAdapter,
+    "tied_embeddings": TiedEmbeddingLogits,
+}
+
+
+def build_output_adapter(config: PerceiverIOConfig, in_channels: int, head_type: str) -> OutputAdapter:
+    """The adapter described by `config.output_adapter` for a head that decodes with a `head_type` adapter (the
+    type a config names may be left out, as in folders saved before output adapters had a registry)."""
+    spec = dict(config.output_adapter or {})
+    kind = spec.pop("type", head_type)
+    if kind not in OUTPUT_ADAPTERS:
+        raise ValueError(f"Unknown output adapter type {kind!r}; known types: {sorted(OUTPUT_ADAPTERS)}.")
+    if kind != head_type:
+        raise ValueError(
+            f"This head decodes with a {head_type!r} output adapter, but the config names {kind!r}: set "
+            f"`config.output_adapter = {{'type': {head_type!r}}}` (or build the config with its `PerceiverIOConfig.for_*`)."
+        )
+    return OUTPUT_ADAPTERS[kind].from_config(config, in_channels, **spec)
+
+
+__all__ = [
+    "OUTPUT_ADAPTERS",
+    "ClassificationOutputAdapter",
+    "FlowOutputAdapter",
+    "ModalityOutputAdapter",
+    "MultimodalOutputAdapter",
+    "OutputAdapter",
+    "TiedEmbeddingLogits",
+    "build_output_adapter",
+]

@@ -1,0 +1,156 @@
+"""`PerceiverIOForTokenClassification`: one label per byte, transformers' loss conventions, Auto loading, and a
+masked LM's folder as the starting point (encoder and decoder kept, a new classifier)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.helpers import assert_parity, perturb_
+from transformers import AutoModelForTokenClassification
+from transformers.testing_utils import CaptureLogger
+from transformers.utils import logging
+
+from perceiver_hf import PerceiverIOConfig, PerceiverIOForMaskedLM, PerceiverIOForTokenClassification
+
+SMALL = dict(
+    d_model=16,
+    d_latents=32,
+    num_latents=8,
+    num_self_attends_per_block=2,
+    num_self_attention_heads=4,
+    num_cross_attention_heads=4,
+    qk_channels=16,
+    decoder_num_heads=4,
+    decoder_qk_channels=16,
+    max_position_embeddings=24,
+)
+LABELS = {0: "O", 1: "B-CODE", 2: "I-CODE"}
+
+
+def token_classifier(**overrides) -> PerceiverIOForTokenClassification:
+    config = PerceiverIOConfig.for_token_classification(id2label=LABELS, **{**SMALL, **overrides})
+    return perturb_(PerceiverIOForTokenClassification(config).eval())
+
+
+def test_preset_is_the_masked_lm_architecture_with_a_projection_to_the_labels():
+    config = PerceiverIOConfig.for_token_classification(num_labels=5, max_position_embeddings=512)
+    masked_lm = PerceiverIOConfig.for_masked_lm(max_position_embeddings=512)
+    assert config.num_labels == 5
+    assert config.decoder == {**masked_lm.decoder, "final_project": True}
+    assert config.input_adapter == masked_lm.input_adapter
+    assert (config.d_latents, config.num_latents, config.num_self_attends_per_block) == (1280, 256, 26)
+    assert PerceiverIOConfig.for_token_classification(id2label=LABELS).num_labels == 3
+
+
+def test_one_row_of_logits_per_byte_and_padding_changes_nothing_at_real_positions():
+    model = token_classifier()
+    input_ids = torch.randint(6, 262, (2, 9))
+    padded = torch.cat([input_ids, torch.zeros(2, 5, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(2, 9), torch.zeros(2, 5)], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits
+        assert logits.shape == (2, 9, 3)
+        assert_parity(model(input_ids=padded, attention_mask=mask).logits[:, :9], logits)
+
+
+def test_loss_is_cross_entropy_over_labelled_bytes_only():
+    model = token_classifier()
+    input_ids = torch.randint(6, 262, (2, 10))
+    labels = torch.randint(0, 3, (2, 10))
+    labels[:, 0] = labels[:, -1] = -100  # special tokens
+    labels[1, 6:] = -100  # padding
+    output = model(input_ids=input_ids, labels=labels)
+    keep = labels != -100
+    expected = torch.nn.functional.cross_entropy(output.logits[keep], labels[keep])
+    torch.testing.assert_close(output.loss, expected)
+    output.loss.backward()
+    assert model.decoder.output_projection.weight.grad.abs().sum() > 0
+    assert model.perceiver.encoder.latents.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (torch.zeros(2, 7, dtype=torch.long), r"labels have shape \(2, 7\) but the logits cover \(2, 10\)"),
+        (torch.full((2, 10), 3), r"labels must lie in \[0, 3\) or be -100 .*got \[3\]"),
+        (torch.full((2, 10), -1), r"got \[-1\]"),
+        (torch.zeros(2, 10), "integer class indices, got dtype torch.float32"),
+    ],
+)
+def test_bad_labels_are_refused_clearly(labels, message):
+    with pytest.raises(ValueError, match=message):
+        token_classifier()(input_ids=torch.randint(6, 262, (2, 10)), labels=labels)
+
+
+def test_a_config_without_per_position_queries_is_refused():
+    config = PerceiverIOConfig.for_sequence_classification(num_labels=3, **{k: v for k, v in SMALL.items() if "decoder" not in k})
+    with pytest.raises(ValueError, match="one learned query per input position"):
+        PerceiverIOForTokenClassification(config)
+
+
+def test_auto_class_reloads_a_saved_token_classifier(tmp_path):
+    model = token_classifier()
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForTokenClassification.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is PerceiverIOForTokenClassification and reloaded.config.id2label == LABELS
+    input_ids = torch.randint(6, 262, (3, 11))
+    with torch.no_grad():
+        assert_parity(reloaded(input_ids=input_ids).logits, model(input_ids=input_ids).logits)
+
+
+def test_a_masked_lm_folder_starts_a_token_classifier_keeping_encoder_and_decoder(tmp_path):
+    config = PerceiverIOConfig.for_masked_lm(**SMALL)
+    masked_lm = perturb_(PerceiverIOForMaskedLM(config))
+    masked_lm.save_pretrained(tmp_path / "masked-lm")
+    logger = logging.get_logger("perceiver_hf.heads.from_masked_lm")
+    with CaptureLogger(logger) as captured:
+        model = AutoModelForTokenClassification.from_pretrained(tmp_path / "masked-lm", id2label=LABELS)
+    message = captured.out.strip()
+    assert "\n" not in message
+    assert "kept the encoder and the decoder's 24 position queries and cross-attention" in message
+    assert "`decoder.output_projection` (3 labels) starts new" in message
+
+    kept = masked_lm.state_dict()
+    new = {name for name in model.state_dict() if name not in kept}
+    assert new == {"decoder.output_projection.weight", "decoder.output_projection.bias"}
+    for name, tensor in model.state_dict().items():
+        if name in kept:
+            torch.testing.assert_close(tensor, kept[name], rtol=0, atol=0, msg=name)
+    # Saved, it is a token classifier of its own: it reloads with its classifier and says nothing.
+    model.save_pretrained(tmp_path / "tagger")
+    with CaptureLogger(logger) as captured:
+        reloaded = PerceiverIOForTokenClassification.from_pretrained(tmp_path / "tagger")
+    assert captured.out == ""
+    torch.testing.assert_close(reloaded.decoder.output_projection.weight, model.decoder.output_projection.weight)
+
+
+def test_other_label_counts_need_ignore_mismatched_sizes_as_in_transformers(tmp_path):
+    model = token_classifier()
+    model.save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        PerceiverIOForTokenClassification.from_pretrained(tmp_path, num_labels=5)
+    resized = PerceiverIOForTokenClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    assert resized(input_ids=torch.randint(6, 262, (1, 6))).logits.shape == (1, 6, 5)
+    torch.testing.assert_close(resized.perceiver.encoder.latents, model.perceiver.encoder.latents)
+
+
+def test_transformers_masked_lm_checkpoint_starts_a_token_classifier(tmp_path):
+    from transformers import PerceiverConfig, PerceiverForMaskedLM
+
+    from perceiver_hf import PerceiverIOModel
+
+    config = PerceiverConfig(
+        num_latents=8, d_latents=32, d_model=16, num_self_attends_per_block=1, num_self_attention_heads=4,
+        num_cross_attention_heads=4, qk_channels=16, v_channels=32, max_position_embeddings=40,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    perturb_(PerceiverForMaskedLM(config)).save_pretrained(tmp_path)
+    logger = logging.get_logger("perceiver_hf.heads.from_masked_lm")
+    with CaptureLogger(logger) as captured:
+        model = PerceiverIOForTokenClassification.from_pretrained(tmp_path, id2label=LABELS)
+    assert f"from the masked LM {tmp_path}: kept the encoder and the decoder's 40 position queries" in captured.out
+    assert model.config.name_or_path == str(tmp_path)
+    encoder = PerceiverIOModel.from_pretrained(tmp_path).state_dict()
+    for name, tensor in model.perceiver.state_dict().items():
+        torch.testing.assert_close(tensor, encoder[name], rtol=0, atol=0, msg=name)
+    assert model(input_ids=torch.randint(6, 262, (2, 9))).logits.shape == (2, 9, 3)
