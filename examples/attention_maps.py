@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: no image file at {args.image}")
         images = [Image.open(args.image).convert("RGB")]
     else:
-        from perceiver_hf.digits import split_digits
+        from perceiver_hf.demo.digits import split_digits
 
         held_out = split_digits().held_out_images
         if not all(0 <= index < len(held_out) for index in args.digits):

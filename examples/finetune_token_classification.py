@@ -246,8 +246,8 @@ def pretrain_masked_lm(texts: list[str], tokenizer, output_dir: Path, max_length
     config = small_config(max_length)
     masked_lm_config = PerceiverIOConfig.for_masked_lm(
         max_position_embeddings=max_length,
-        decoder_num_heads=config.decoder["num_heads"],
-        decoder_qk_channels=config.decoder["qk_channels"],
+        decoder_num_heads=config.query_decoder["num_heads"],
+        decoder_qk_channels=config.query_decoder["qk_channels"],
         **{key: getattr(config, key) for key in ("d_model", "d_latents", "num_latents", "num_self_attends_per_block",
                                                  "num_self_attention_heads", "num_cross_attention_heads",
                                                  "qk_channels", "hidden_act", "initializer_range")},

@@ -191,6 +191,12 @@ class PerceiverIOConfig(PreTrainedConfig):
         return cls(**presets.sequence_classification(*args, **options))
 
     @classmethod
+    def for_token_classification(cls, *args, **options) -> PerceiverIOConfig:
+        """The language model's encoder and per-position decoder, each byte's decoded vector mapped to `num_labels`
+        logits; see `presets.token_classification`."""
+        return cls(**presets.token_classification(*args, **options))
+
+    @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict[str, Any], dict[str, Any]]:
         """transformers' loading, with one addition: a transformers Perceiver config (`model_type "perceiver"`)
         reads as the equivalent perceiver_hf config (see `perceiver_hf.from_transformers`)."""

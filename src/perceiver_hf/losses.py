@@ -1,14 +1,98 @@
-"""Training losses that transformers' `loss_function` does not provide: optical flow's end-point error and the
-autoencoder's per-modality reconstruction losses. (Classification and masked-LM heads use `loss_function`.)"""
+"""Training losses that transformers' `loss_function` does not provide (optical flow's end-point error, the
+autoencoder's per-modality reconstruction losses, the class-weighted token-classification loss), and the checks of
+class labels that make a wrong label a clear error rather than torch's bare `IndexError` (classification and
+masked-LM heads compute their losses with `loss_function`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .output_adapters import ModalityOutputAdapter, MultimodalOutputAdapter
+
+
+def check_class_indices(labels: torch.Tensor, num_classes: int, shape: tuple[int, ...], ignore_index: int | None = None) -> None:
+    """`labels` must be integer class indices in `[0, num_classes)` (or `ignore_index`) of the given `shape`."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor of class indices, got {type(labels).__name__}.")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(
+            f"labels have shape {tuple(labels.shape)} but the logits need {tuple(shape)}: give one class index per "
+            + ("position, -100 where no loss is wanted." if ignore_index is not None else "example.")
+        )
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}.")
+    if torch.compiler.is_compiling() or labels.numel() == 0:
+        return
+    valid = (labels >= 0) & (labels < num_classes)
+    if ignore_index is not None:
+        valid |= labels == ignore_index
+    if not bool(valid.all()):
+        bad = labels[~valid].unique()[:5].tolist()
+        ignored = f" or be {ignore_index} (ignored)" if ignore_index is not None else ""
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}){ignored}, got {bad}. The model has {num_classes} labels: check "
+            "the label mapping, or pass `num_labels`/`id2label` (and `ignore_mismatched_sizes=True`) when loading."
+        )
+
+
+def check_sequence_labels(labels: torch.Tensor, logits: torch.Tensor, problem_type: str | None) -> None:
+    """Labels of a classifier, by transformers' `problem_type` rules (inferred from `num_labels` and the labels'
+    dtype when unset): class indices `(batch,)`, multi-label targets `(batch, num_labels)`, or regression targets."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}.")
+    batch_size, num_labels = logits.shape
+    if problem_type is None:
+        if num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        elif not labels.is_floating_point():
+            raise ValueError(
+                f"labels of dtype {labels.dtype}: give class indices as torch.long, or multi-label targets as floats."
+            )
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "single_label_classification":
+        check_class_indices(labels.reshape(-1) if labels.shape == (batch_size, 1) else labels, num_labels, (batch_size,))
+    elif problem_type == "multi_label_classification":
+        if tuple(labels.shape) != (batch_size, num_labels) or not labels.is_floating_point():
+            raise ValueError(
+                f"Multi-label classification takes float targets of shape ({batch_size}, {num_labels}), got "
+                f"{labels.dtype} of shape {tuple(labels.shape)}."
+            )
+    elif labels.numel() != batch_size * num_labels:
+        raise ValueError(
+            f"Regression takes targets of shape ({batch_size}, {num_labels}) (or ({batch_size},) for one output), got "
+            f"shape {tuple(labels.shape)}."
+        )
+
+
+def token_classification_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_weights: Sequence[float] | None = None,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """Cross-entropy of `(batch, length, num_labels)` logits against `(batch, length)` labels, -100 left out (as
+    transformers' `ForTokenClassification` loss). `class_weights` weight each label's positions (the mean is then
+    weighted, as PyTorch's); `num_items_in_batch` (Trainer's count under gradient accumulation) makes it a sum
+    divided by that count. A batch without a single labelled position has a zero loss (not NaN)."""
+    check_class_indices(labels, logits.shape[-1], tuple(logits.shape[:2]), ignore_index=-100)
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=logits.device)
+    flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device)
+    if not torch.compiler.is_compiling() and not bool((flat_labels != -100).any()):
+        # Nothing to learn from (an empty batch, or only padding): a zero loss, where the mean would be 0/0 = NaN.
+        return flat_logits.sum() * 0.0
+    if num_items_in_batch is None:
+        return nn.functional.cross_entropy(flat_logits, flat_labels, weight=weight, ignore_index=-100)
+    loss = nn.functional.cross_entropy(flat_logits, flat_labels, weight=weight, ignore_index=-100, reduction="sum")
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
 
 
 def end_point_error(flow: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

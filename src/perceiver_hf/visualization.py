@@ -23,19 +23,13 @@ import html
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch import nn
 
-from .adapters.flow import FlowInputAdapter
-from .adapters.image import ImageInputAdapter
-from .adapters.multimodal import MultimodalInputAdapter
-from .adapters.text import TextInputAdapter
-from .input_array import InputArray
+from .input_adapters import FlowInputAdapter, ImageInputAdapter, MultimodalInputAdapter, TextInputAdapter
 
 # A perceptually ordered dark-to-bright colour ramp (close to matplotlib's "inferno") for the heat maps.
 _RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
@@ -49,68 +43,20 @@ def _perceiver(model: torch.nn.Module) -> torch.nn.Module:
     return perceiver
 
 
-@torch.no_grad()
-def cross_attention_weights(perceiver: torch.nn.Module, input_array: InputArray) -> torch.Tensor:
-    """The encoder cross-attention weights `(heads, num_latents, input_rows)` of the first example, equal to the
-    eager attention's, computed the way the encoder reads its input: a block of `config.input_chunk_size` rows at
-    a time, the key projection folded into the latents' queries when the encoder folds it. No key array longer
-    than one block exists; two passes (running maximum and sum of the scores, then the weights) normalise the
-    rows over all blocks.
-
-    The latents' queries do not depend on the input, so nothing but the input array is needed.
-    """
-    attention = perceiver.encoder.cross_attention.attention
-    heads, head_dim = attention.num_heads, attention.qk_head_dim
-    latents = perceiver.encoder.latents.to(input_array.dtype)
-    queries = attention.query(attention.query_norm(latents)).view(-1, heads, head_dim).transpose(0, 1)  # (h, N, d)
-    if attention.fold_kv_projections:
-        # Queries in the normalised input space (see `PerceiverIOAttention`): the key bias cancels in the softmax.
-        folded = torch.einsum(
-            "hnd,hdc->hnc", queries, attention.key.weight.view(heads, head_dim, -1) * attention.kv_norm.weight
-        )
-
-        def scores(rows: torch.Tensor) -> torch.Tensor:
-            normalized = nn.functional.layer_norm(rows, rows.shape[-1:], eps=attention.kv_norm.eps)
-            return folded @ normalized.T * attention.scaling
-
-    else:
-
-        def scores(rows: torch.Tensor) -> torch.Tensor:
-            keys = attention.key(attention.kv_norm(rows)).view(rows.shape[0], heads, head_dim).transpose(0, 1)
-            return queries @ keys.transpose(1, 2) * attention.scaling
-
-    example = replace(input_array, content=input_array.content[:1])
-    mask = None if input_array.attention_mask is None else input_array.attention_mask[0].to(torch.bool)
-    length, chunk = example.length, perceiver.config.input_chunk_size or example.length
-
-    def block(start: int) -> torch.Tensor:
-        values = scores(example.rows(start, start + chunk)[0]).float()
-        if mask is not None:
-            values = values.masked_fill(~mask[start : start + chunk], torch.finfo(values.dtype).min)
-        return values
-
-    maximum = torch.full(queries.shape[:2], -torch.inf, device=latents.device)
-    total = torch.zeros_like(maximum)
-    for start in range(0, length, chunk):
-        values = block(start)
-        new_maximum = torch.maximum(maximum, values.amax(-1))
-        total = total * torch.exp(maximum - new_maximum) + torch.exp(values - new_maximum[..., None]).sum(-1)
-        maximum = new_maximum
-    weights = torch.empty(*queries.shape[:2], length, device=latents.device)
-    for start in range(0, length, chunk):
-        weights[..., start : start + chunk] = torch.exp(block(start) - maximum[..., None]) / total[..., None]
-    return weights
+def _first_example(inputs):
+    if isinstance(inputs, Mapping):
+        return {name: value[:1] for name, value in inputs.items()}
+    return inputs[:1]
 
 
 def encoder_attention(model: torch.nn.Module, inputs, head: int | None = None, **adapter_kwargs):
     """The first example's encoder cross-attention `(num_latents, input_rows)` (mean over heads, or `head`), and
-    the input array it attends to (see `cross_attention_weights`)."""
+    the input array it attends to. The encoder returns them with `output_attentions=True`, reading its input a
+    block of rows at a time (`perceiver_hf.core.rewrites.blockwise_weights`)."""
     perceiver = _perceiver(model)
-    if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
-        inputs = inputs.to(perceiver.encoder.latents.dtype)
     with torch.no_grad():
-        input_array = perceiver.input_adapter(inputs, **adapter_kwargs)
-    weights = cross_attention_weights(perceiver, input_array)
+        input_array, encoded = perceiver.encode(_first_example(inputs), output_attentions=True, **adapter_kwargs)
+    weights = encoded.cross_attentions[0][0]
     if head is None:
         return weights.mean(0), input_array
     if not 0 <= head < weights.shape[0]:

@@ -32,11 +32,12 @@ def token_classifier(**overrides) -> PerceiverIOForTokenClassification:
     return perturb_(PerceiverIOForTokenClassification(config).eval())
 
 
-def test_preset_is_the_masked_lm_architecture_with_a_projection_to_the_labels():
+def test_preset_is_the_masked_lm_architecture_with_a_label_output_adapter():
     config = PerceiverIOConfig.for_token_classification(num_labels=5, max_position_embeddings=512)
     masked_lm = PerceiverIOConfig.for_masked_lm(max_position_embeddings=512)
     assert config.num_labels == 5
-    assert config.decoder == {**masked_lm.decoder, "final_project": True}
+    assert config.query_decoder == masked_lm.query_decoder
+    assert config.output_adapter == {"type": "token_classification"}
     assert config.input_adapter == masked_lm.input_adapter
     assert (config.d_latents, config.num_latents, config.num_self_attends_per_block) == (1280, 256, 26)
     assert PerceiverIOConfig.for_token_classification(id2label=LABELS).num_labels == 3
@@ -64,14 +65,14 @@ def test_loss_is_cross_entropy_over_labelled_bytes_only():
     expected = torch.nn.functional.cross_entropy(output.logits[keep], labels[keep])
     torch.testing.assert_close(output.loss, expected)
     output.loss.backward()
-    assert model.decoder.output_projection.weight.grad.abs().sum() > 0
+    assert model.output_adapter.linear.weight.grad.abs().sum() > 0
     assert model.perceiver.encoder.latents.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize(
     "labels, message",
     [
-        (torch.zeros(2, 7, dtype=torch.long), r"labels have shape \(2, 7\) but the logits cover \(2, 10\)"),
+        (torch.zeros(2, 7, dtype=torch.long), r"labels have shape \(2, 7\) but the logits need \(2, 10\)"),
         (torch.full((2, 10), 3), r"labels must lie in \[0, 3\) or be -100 .*got \[3\]"),
         (torch.full((2, 10), -1), r"got \[-1\]"),
         (torch.zeros(2, 10), "integer class indices, got dtype torch.float32"),
@@ -108,11 +109,11 @@ def test_a_masked_lm_folder_starts_a_token_classifier_keeping_encoder_and_decode
     message = captured.out.strip()
     assert "\n" not in message
     assert "kept the encoder and the decoder's 24 position queries and cross-attention" in message
-    assert "`decoder.output_projection` (3 labels) starts new" in message
+    assert "`output_adapter` (3 labels) start new" in message
 
     kept = masked_lm.state_dict()
     new = {name for name in model.state_dict() if name not in kept}
-    assert new == {"decoder.output_projection.weight", "decoder.output_projection.bias"}
+    assert new == {"output_adapter.linear.weight", "output_adapter.linear.bias"}
     for name, tensor in model.state_dict().items():
         if name in kept:
             torch.testing.assert_close(tensor, kept[name], rtol=0, atol=0, msg=name)
@@ -121,7 +122,7 @@ def test_a_masked_lm_folder_starts_a_token_classifier_keeping_encoder_and_decode
     with CaptureLogger(logger) as captured:
         reloaded = PerceiverIOForTokenClassification.from_pretrained(tmp_path / "tagger")
     assert captured.out == ""
-    torch.testing.assert_close(reloaded.decoder.output_projection.weight, model.decoder.output_projection.weight)
+    torch.testing.assert_close(reloaded.output_adapter.linear.weight, model.output_adapter.linear.weight)
 
 
 def test_other_label_counts_need_ignore_mismatched_sizes_as_in_transformers(tmp_path):
@@ -149,6 +150,7 @@ def test_transformers_masked_lm_checkpoint_starts_a_token_classifier(tmp_path):
     with CaptureLogger(logger) as captured:
         model = PerceiverIOForTokenClassification.from_pretrained(tmp_path, id2label=LABELS)
     assert f"from the masked LM {tmp_path}: kept the encoder and the decoder's 40 position queries" in captured.out
+    assert "\n" not in captured.out.strip()
     assert model.config.name_or_path == str(tmp_path)
     encoder = PerceiverIOModel.from_pretrained(tmp_path).state_dict()
     for name, tensor in model.perceiver.state_dict().items():

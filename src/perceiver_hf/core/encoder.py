@@ -67,7 +67,7 @@ class PerceiverIOEncoder(nn.Module):
             inputs,
             attention_mask=attention_mask,
             output_attentions=output_attentions,
-            rewrite=planner.encoder_rewrite(self.cross_attention, num_queries=latents.shape[1]),
+            rewrite=planner.encoder_rewrite(self.cross_attention, latents.shape[1], output_attentions),
         )
 
         all_hidden_states = () if output_hidden_states else None

@@ -12,6 +12,7 @@ from transformers.utils import TransformersKwargs
 
 from ..configuration import PerceiverIOConfig
 from ..core.outputs import PerceiverIOClassifierOutput
+from ..losses import check_sequence_labels
 from ..output_adapters import build_output_adapter
 from .base import PerceiverIOHead
 
@@ -44,5 +45,8 @@ class PerceiverIOClassifier(PerceiverIOHead):
             encoded.last_hidden_state, input_array, output_attentions=output_attentions
         )
         logits = self.output_adapter(decoded)
-        loss = None if labels is None else self.loss_function(labels, logits, self.config, **kwargs)
+        loss = None
+        if labels is not None:
+            check_sequence_labels(labels, logits, self.config.problem_type)
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
         return self.head_output(PerceiverIOClassifierOutput, encoded, decoder_weights, loss=loss, logits=logits)

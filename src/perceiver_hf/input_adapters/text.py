@@ -64,7 +64,7 @@ class TextInputAdapter(InputAdapter):
             )
         if length == 0:
             raise ValueError("The input has no tokens (input_ids of shape (batch, 0)); give at least one.")
-        if not torch.compiler.is_compiling():
+        if not torch.compiler.is_compiling() and input_ids.numel():
             # An out-of-range id would otherwise surface as an index error deep inside the embedding lookup.
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= self.vocab_size:

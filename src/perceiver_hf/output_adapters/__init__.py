@@ -8,12 +8,14 @@ from .classification import ClassificationOutputAdapter
 from .flow import FlowOutputAdapter
 from .multimodal import ModalityOutputAdapter, MultimodalOutputAdapter
 from .text import TiedEmbeddingLogits
+from .token_classification import TokenClassificationOutputAdapter
 
 OUTPUT_ADAPTERS: dict[str, type[OutputAdapter]] = {
     "classification": ClassificationOutputAdapter,
     "flow": FlowOutputAdapter,
     "multimodal": MultimodalOutputAdapter,
     "tied_embeddings": TiedEmbeddingLogits,
+    "token_classification": TokenClassificationOutputAdapter,
 }
 
 
@@ -40,5 +42,6 @@ __all__ = [
     "MultimodalOutputAdapter",
     "OutputAdapter",
     "TiedEmbeddingLogits",
+    "TokenClassificationOutputAdapter",
     "build_output_adapter",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
-from ..modeling import PerceiverIOPreTrainedModel
+from ..core.modeling import PerceiverIOPreTrainedModel
 from ..tokenization import PerceiverIOByteTokenizer, is_perceiver_byte_tokenizer
 
 

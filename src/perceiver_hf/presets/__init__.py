@@ -21,6 +21,7 @@ from .language import (
     masked_lm_decoder_config,
     sequence_classification,
     text_adapter_config,
+    token_classification,
 )
 from .optical_flow import (
     OPTICAL_FLOW_CORE,
@@ -56,6 +57,7 @@ __all__ = [
     "optical_flow",
     "sequence_classification",
     "text_adapter_config",
+    "token_classification",
     "trainable_position_encoding",
     "transformers_sizes",
 ]
