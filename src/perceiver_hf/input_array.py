@@ -39,6 +39,20 @@ class InputArray:
     def __post_init__(self):
         if self.combine not in ("concat", "add"):
             raise ValueError(f"`combine` must be 'concat' or 'add', got {self.combine!r}.")
+        mask = self.attention_mask
+        if mask is None:
+            return
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"attention_mask must be a torch.Tensor of shape (batch, length), got {type(mask).__name__}.")
+        if tuple(mask.shape) != (self.batch_size, self.length):
+            raise ValueError(
+                f"attention_mask has shape {tuple(mask.shape)}, but the encoder reads an input array of "
+                f"{self.length} rows per example (batch {self.batch_size}): give one entry per row, shape "
+                f"({self.batch_size}, {self.length}), 1 where the encoder may attend and 0 for padding (an image "
+                "model's rows are the positions of its feature grid, e.g. height x width pixels)."
+            )
+        if mask.is_complex() or (mask.is_floating_point() and not bool(torch.isfinite(mask).all())):
+            raise ValueError(f"attention_mask must hold 0s and 1s, got dtype {mask.dtype} with non-finite values.")
 
     @property
     def batch_size(self) -> int:

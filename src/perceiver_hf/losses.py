@@ -5,6 +5,7 @@ masked-LM heads compute their losses with `loss_function`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -36,6 +37,17 @@ def check_class_indices(labels: torch.Tensor, num_classes: int, shape: tuple[int
             f"labels must lie in [0, {num_classes}){ignored}, got {bad}. The model has {num_classes} labels: check "
             "the label mapping, or pass `num_labels`/`id2label` (and `ignore_mismatched_sizes=True`) when loading."
         )
+
+
+def has_labels(labels: torch.Tensor, ignore_index: int = -100) -> bool:
+    """Whether a batch has anything to learn from: an empty batch, or one whose labels are all `ignore_index`, gets a
+    zero loss from the heads rather than the mean over nothing (0/0 = NaN)."""
+    return torch.compiler.is_compiling() or bool((labels != ignore_index).any())
+
+
+def zero_loss(logits: torch.Tensor) -> torch.Tensor:
+    """A zero loss that still belongs to the graph (a backward pass gives zero gradients)."""
+    return logits.sum() * 0.0
 
 
 def check_sequence_labels(labels: torch.Tensor, logits: torch.Tensor, problem_type: str | None) -> None:
@@ -84,9 +96,8 @@ def token_classification_loss(
     check_class_indices(labels, logits.shape[-1], tuple(logits.shape[:2]), ignore_index=-100)
     weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=logits.device)
     flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device)
-    if not torch.compiler.is_compiling() and not bool((flat_labels != -100).any()):
-        # Nothing to learn from (an empty batch, or only padding): a zero loss, where the mean would be 0/0 = NaN.
-        return flat_logits.sum() * 0.0
+    if not has_labels(flat_labels):
+        return zero_loss(flat_logits)
     if num_items_in_batch is None:
         return nn.functional.cross_entropy(flat_logits, flat_labels, weight=weight, ignore_index=-100)
     loss = nn.functional.cross_entropy(flat_logits, flat_labels, weight=weight, ignore_index=-100, reduction="sum")
@@ -160,7 +171,7 @@ def _gather_target(
                 f"The image target must have the input layout (batch, frames, {channels}, height, width), got shape "
                 f"{tuple(target.shape)}."
             )
-        per_query = target.permute(0, 1, 3, 4, 2).reshape(target.shape[0], -1, channels)
+        per_query = target.permute(0, 1, 3, 4, 2).reshape(target.shape[0], math.prod(target.shape[1:]) // channels, channels)
     else:
         samples = adapter.linear.out_features
         if target.ndim not in (2, 3) or (target.ndim == 3 and target.shape[-1] != 1) or target.shape[1] % samples:
@@ -168,10 +179,10 @@ def _gather_target(
                 f"The audio target must be a mono waveform (batch, samples[, 1]) with a multiple of {samples} samples, "
                 f"got shape {tuple(target.shape)}."
             )
-        per_query = target.reshape(target.shape[0], -1, samples)
+        per_query = target.reshape(target.shape[0], target.shape[1] // samples, samples)
     if points is not None:
         per_query = per_query[:, points.to(per_query.device)]
-    gathered = per_query if adapter.kind == "pixels" else per_query.reshape(per_query.shape[0], -1)
+    gathered = per_query if adapter.kind == "pixels" else per_query.flatten(1)
     if gathered.shape[0] != batch_size or gathered.shape != prediction.shape:
         raise ValueError(
             f"The {adapter.kind} target gives {tuple(gathered.shape)} values for {tuple(prediction.shape)} outputs: "

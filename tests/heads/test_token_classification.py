@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.helpers import assert_parity, perturb_
 from transformers import AutoModelForTokenClassification
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForMaskedLM, PerceiverIOForTokenClassification
+from tests.helpers import assert_parity, perturb_
 
 SMALL = dict(
     d_model=16,
@@ -52,6 +52,29 @@ def test_one_row_of_logits_per_byte_and_padding_changes_nothing_at_real_position
         logits = model(input_ids=input_ids).logits
         assert logits.shape == (2, 9, 3)
         assert_parity(model(input_ids=padded, attention_mask=mask).logits[:, :9], logits)
+
+
+@pytest.mark.parametrize("overrides", [{"queries_add_inputs": True}, {"query_input_window": 2}])
+def test_queries_that_carry_the_input_bytes_read_each_position_and_ignore_padding(overrides):
+    model = token_classifier(**overrides)
+    input_ids = torch.randint(6, 262, (2, 9))
+    padded = torch.cat([input_ids, torch.zeros(2, 5, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(2, 9), torch.zeros(2, 5)], dim=1)
+    changed = input_ids.clone()
+    changed[:, 4] = (changed[:, 4] - 6 + 1) % 256 + 6
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits
+        assert_parity(model(input_ids=padded, attention_mask=mask).logits[:, :9], logits)
+        assert not torch.allclose(model(input_ids=changed).logits[:, 4], logits[:, 4])
+
+
+def test_class_weights_weight_each_labels_cross_entropy():
+    model = token_classifier(class_weights=[0.5, 2.0, 1.0])
+    input_ids, labels = torch.randint(6, 262, (2, 10)), torch.randint(0, 3, (2, 10))
+    output = model(input_ids=input_ids, labels=labels)
+    weight = torch.tensor([0.5, 2.0, 1.0])
+    expected = torch.nn.functional.cross_entropy(output.logits.reshape(-1, 3), labels.reshape(-1), weight=weight)
+    torch.testing.assert_close(output.loss, expected)
 
 
 def test_loss_is_cross_entropy_over_labelled_bytes_only():

@@ -27,9 +27,9 @@ def folder(tmp_path_factory):
     )  # fmt: skip
     model = perturb_(PerceiverIOForTokenClassification(config), scale=1.0)
     with torch.no_grad():  # labels that change from byte to byte, so that grouping has something to do
-        model.decoder.output_projection.weight.mul_(20.0)
+        model.output_adapter.linear.weight.mul_(20.0)
         logits = model(input_ids=torch.tensor([[4] + [b + 6 for b in TEXT.encode()] + [5]])).logits[0]
-        model.decoder.output_projection.bias.sub_(logits.mean(0))  # every label wins somewhere
+        model.output_adapter.linear.bias.sub_(logits.mean(0))  # every label wins somewhere
     model.save_pretrained(folder)
     PerceiverTokenizer(model_max_length=96).save_pretrained(folder)  # as users save it today
     return folder

@@ -96,6 +96,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOHead):
         width)`, `audio` `(batch, samples, 1)`, and `label` logits `(batch, num_labels)`. Decoded in chunks of
         `chunk_size` queries (peak memory stays bounded); `progress=True` shows a progress bar over the chunks."""
         inputs = self.perceiver.input_adapter.gather(inputs, image=image, audio=audio, label=label)
+        self.output_adapters.check_inputs(inputs, self.decoder.queries.grids())
         input_array, encoded = self.perceiver.encode(inputs)
         on_block = ProgressBar("Decoding", unit="chunk") if progress else None
         logits, _ = self.decode(encoded.last_hidden_state, input_array, None, chunk_size, on_block=on_block)
@@ -134,6 +135,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOHead):
             of tensors that transformers' default data collator and `Trainer` handle as they are.
         """
         inputs = self.perceiver.input_adapter.gather(inputs, image=image, audio=audio, label=label)
+        self.output_adapters.check_inputs(inputs, self.decoder.queries.grids())
         input_array, encoded, output_attentions = self.encode(inputs, attention_mask, **kwargs)
         latents, points = encoded.last_hidden_state, subsampled_output_points
         logits, decoder_weights = self.decode(latents, input_array, points, chunk_size, output_attentions)

@@ -17,7 +17,7 @@ from ..input_adapters import TextInputAdapter
 from ..losses import token_classification_loss
 from ..output_adapters import build_output_adapter
 from ..queries import TrainableQueries
-from .base import PerceiverIOHead
+from .base import PerceiverIOHead, check_num_labels
 from .from_masked_lm import StartsFromMaskedLM
 
 
@@ -38,7 +38,7 @@ class PerceiverIOForTokenClassification(StartsFromMaskedLM, PerceiverIOHead):
         config.output_adapter = {"type": "token_classification"}
 
     def __init__(self, config: PerceiverIOConfig):
-        super().__init__(config, output_channels=config.num_labels)  # a decoder with a final projection gets labels
+        super().__init__(config, output_channels=check_num_labels(config))  # a final projection gets the labels
         config = self.config  # a masked LM's config became this head's (a copy)
         if not isinstance(self.perceiver.input_adapter, TextInputAdapter):
             raise ValueError(
