@@ -97,8 +97,11 @@ def worker_main(cases: dict[str, Case], argv: list[str]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_in_subprocess(script: Path, case: str, batch_size: int, repeats: int, warmup: int, extra: list[str]) -> dict:
-    command = [sys.executable, str(script), "--worker", case, "--batch-size", str(batch_size)]
+def run_in_subprocess(
+    script: Path, case: str, batch_size: int, repeats: int, warmup: int, extra: list[str], python: str | None = None
+) -> dict:
+    """Run `script --worker case ...` (with `python`, e.g. another virtual environment's, default this one)."""
+    command = [python or sys.executable, str(script), "--worker", case, "--batch-size", str(batch_size)]
     command += ["--repeats", str(repeats), "--warmup", str(warmup), *extra]
     completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     for line in completed.stdout.splitlines():

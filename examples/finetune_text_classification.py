@@ -91,6 +91,12 @@ def build_model(model: str | None, max_length: int) -> PerceiverIOForSequenceCla
     # A masked-LM checkpoint gives its encoder (input adapter, latents, encoder); the decoder (one query per byte,
     # tied logits) is replaced by a one-query classification decoder that starts from scratch.
     encoder = PerceiverIOModel.from_pretrained(model)
+    positions = getattr(encoder.input_adapter, "max_position_embeddings", None)
+    if positions is not None and max_length > positions:
+        raise ValueError(
+            f"--max-length {max_length} is longer than the {positions} byte positions {model} has learned: "
+            f"pass --max-length {positions} or less."
+        )
     config = copy.deepcopy(encoder.config)
     config.query_decoder = classification_decoder_config(config.d_latents, use_query_residual=True)
     config.output_adapter = {"type": "classification"}
@@ -174,10 +180,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
+    try:
+        model = build_model(args.model, args.max_length)
+    except ValueError as error:
+        parser.error(str(error))
     train, test = load_dataset(args.per_class, seed=args.seed)
     print(f"{len(train)} training and {len(test)} test sentences, labels {list(LABELS.values())}")
     tokenizer = PerceiverTokenizer(model_max_length=args.max_length)
-    model = build_model(args.model, args.max_length)
     trainer = make_trainer(
         model,
         tokenizer,
@@ -197,7 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer.save_pretrained(args.output_dir)
     classifier = pipeline("text-classification", model=str(args.output_dir))
     for example in test[:3]:
-        print(f"{classifier(example['text'])[0]} <- {example['text']!r} (true: {list(LABELS.values())[example['label']]})")
+        # Truncated as in training: the model has learned positions for --max-length bytes only.
+        prediction = classifier(example["text"], truncation=True)[0]
+        print(f"{prediction} <- {example['text']!r} (true: {list(LABELS.values())[example['label']]})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,23 @@ from transformers import pipeline
 
 import perceiver_hf  # noqa: F401  (registers the "optical-flow" pipeline)
 
+MANY_TILES = 500
+
+
+def tile_plan(estimator, size: tuple[int, int]) -> str:
+    """What the pipeline is about to do for frames of `size`, said before it starts: one forward pass per tile."""
+    processor = estimator.image_processor
+    tiles = len(processor.tiles(size))
+    (height, width), (tile_height, tile_width) = size, processor.tile_size
+    plan = f"{height}x{width} frames, model trained at {tile_height}x{tile_width}: {tiles:,} tile(s), one forward pass each."
+    if tiles >= MANY_TILES:
+        plan += (
+            f" That many tiles takes long (the progress bar counts them): the model was trained on small "
+            f"{tile_height}x{tile_width} crops. A model trained at a larger size (DeepMind's: 368x496) or smaller "
+            "frames need far fewer."
+        )
+    return plan
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         first, second = (Image.open(path).convert("RGB") for path in args.frames)
 
     estimator = pipeline("optical-flow", model=args.model)
+    print(tile_plan(estimator, np.asarray(first).shape[:2]))
     result = estimator([first, second], max_flow=args.max_flow)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result["flow_image"].save(args.output)

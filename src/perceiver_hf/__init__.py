@@ -1,4 +1,4 @@
-"""perceiver_hf: Perceiver IO as a Hugging Face Transformers plugin.
+"""perceiver_hf: Perceiver IO and Perceiver AR as a Hugging Face Transformers plugin.
 
 Importing the package registers `PerceiverIOConfig` (`model_type="perceiver_io"`) and the task heads with
 transformers' Auto classes, so `AutoModel*.from_pretrained` and `pipeline(...)` work on perceiver_hf folders.
@@ -7,6 +7,7 @@ transformers' Auto classes, so `AutoModel*.from_pretrained` and `pipeline(...)` 
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -32,6 +33,17 @@ from .heads import (
     PerceiverIOForTokenClassification,
 )
 from .input_array import InputArray
+from .perceiver_ar import (
+    KrassermPerceiverARConfig,
+    KrassermPerceiverARLoader,
+    PerceiverARCache,
+    PerceiverARCausalLMOutput,
+    PerceiverARConfig,
+    PerceiverARForCausalLM,
+    PerceiverARModel,
+    PerceiverARModelOutput,
+    PerceiverARPreTrainedModel,
+)
 from .pipelines import OpticalFlowPipeline, PerceiverIOTokenClassificationPipeline, VideoAutoencodingPipeline
 from .presets import DEEPMIND_GELU
 from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
@@ -54,6 +66,12 @@ def _register() -> None:
         **token_classification,
         "impl": PerceiverIOTokenClassificationPipeline,
     }
+    AutoConfig.register(PerceiverARConfig.model_type, PerceiverARConfig, exist_ok=True)
+    AutoModel.register(PerceiverARConfig, PerceiverARModel, exist_ok=True)
+    AutoModelForCausalLM.register(PerceiverARConfig, PerceiverARForCausalLM, exist_ok=True)
+    # krasserm/perceiver-io folders load (converted on the fly) through the same Auto classes.
+    AutoConfig.register(KrassermPerceiverARConfig.model_type, KrassermPerceiverARConfig, exist_ok=True)
+    AutoModelForCausalLM.register(KrassermPerceiverARConfig, KrassermPerceiverARLoader, exist_ok=True)
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
     )
@@ -71,6 +89,13 @@ __all__ = [
     "DEEPMIND_GELU",
     "InputArray",
     "OpticalFlowPipeline",
+    "PerceiverARCache",
+    "PerceiverARCausalLMOutput",
+    "PerceiverARConfig",
+    "PerceiverARForCausalLM",
+    "PerceiverARModel",
+    "PerceiverARModelOutput",
+    "PerceiverARPreTrainedModel",
     "PerceiverIOByteTokenizer",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",

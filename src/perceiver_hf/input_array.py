@@ -10,7 +10,7 @@ encoder read the array a block of rows at a time, so no full-length copy of it e
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import torch
 
@@ -44,13 +44,7 @@ class InputArray:
             return
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"attention_mask must be a torch.Tensor of shape (batch, length), got {type(mask).__name__}.")
-        if tuple(mask.shape) != (self.batch_size, self.length):
-            raise ValueError(
-                f"attention_mask has shape {tuple(mask.shape)}, but the encoder reads an input array of "
-                f"{self.length} rows per example (batch {self.batch_size}): give one entry per row, shape "
-                f"({self.batch_size}, {self.length}), 1 where the encoder may attend and 0 for padding (an image "
-                "model's rows are the positions of its feature grid, e.g. height x width pixels)."
-            )
+        # Its shape is the encoder's to check, where the error can say what the rows are.
         if mask.is_complex() or (mask.is_floating_point() and not bool(torch.isfinite(mask).all())):
             raise ValueError(f"attention_mask must hold 0s and 1s, got dtype {mask.dtype} with non-finite values.")
 
@@ -110,3 +104,16 @@ class InputArray:
             for target, part in zip(outputs, block):
                 target[:, start : start + block_size] = part
         return outputs
+
+
+def split_tensors(value) -> tuple[tuple[torch.Tensor, ...], Callable[[tuple[torch.Tensor, ...]], object]]:
+    """The tensors of `value` (a tensor, a dataclass such as `InputArray`, or `None`) and a function that rebuilds it
+    from them, or from the detached copies a reentrant gradient checkpoint hands back."""
+    if value is None:
+        return (), lambda tensors: None
+    if isinstance(value, torch.Tensor):
+        return (value,), lambda tensors: tensors[0]
+    if not is_dataclass(value):
+        raise TypeError(f"Expected a tensor, an InputArray or KeyValues, got {type(value).__name__}.")
+    names = [field.name for field in fields(value) if isinstance(getattr(value, field.name), torch.Tensor)]
+    return tuple(getattr(value, name) for name in names), lambda tensors: replace(value, **dict(zip(names, tensors)))

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 from huggingface_hub import ModelCard
 
-MODEL_TYPE = "perceiver_io"
+MODEL_TYPES = ("perceiver_io", "perceiver_ar")
 REQUIRED_METADATA = ("license", "library_name")
 
 
@@ -44,7 +44,7 @@ def check_output_folder(path: str | Path, option: str = "--output") -> Path:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
         except (OSError, ValueError, AttributeError):
             model_type = None
-        if model_type != MODEL_TYPE:
+        if model_type not in MODEL_TYPES:
             raise ValueError(
                 f"{option} {path} exists and is not a perceiver_hf model folder; refusing to replace it. "
                 "Choose a new folder, or remove this one first."
@@ -56,6 +56,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_file_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(temporary)` on a sibling of `path`, then rename it into place: no half-written file is ever
+    left at `path`. The file gets the mode `open(path, "w")` would give (`0o666` less the umask), not the private
+    mode of the temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 @contextmanager

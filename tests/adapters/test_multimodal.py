@@ -85,6 +85,18 @@ def test_partial_masking_replaces_rows_by_the_mask_token():
     assert not torch.equal(unmasked[:, 6:24], image)
 
 
+def test_every_parameter_gets_a_gradient_even_unused_mask_tokens():
+    # DeepMind's masking: audio and image never (probability 0), the label always. The unused tokens still get a
+    # (zero) gradient, so DDP runs with find_unused_parameters=False; the packed array is unchanged by them.
+    adapter = multimodal_adapter(mask_probs={"audio": 0.0, "image": 0.0, "label": 1.0})
+    inputs = {"image": torch.rand(2, 2, 3, 12, 12), "audio": torch.rand(2, 24, 1), "label": torch.zeros(2, 5)}
+    array = adapter(inputs).materialize()
+    array.square().sum().backward()
+    assert all(p.grad is not None for p in adapter.parameters())
+    assert not adapter.mask_tokens["audio"].position_embeddings.grad.any()
+    torch.testing.assert_close(array[:, :6, :15], adapter.modalities["audio"](inputs["audio"]).materialize(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     "inputs, message",
     [

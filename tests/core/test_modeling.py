@@ -109,3 +109,24 @@ def test_inputs_are_cast_to_the_model_dtype():
     with torch.no_grad():
         logits = model(pixel_values=torch.randn(1, 3, 16, 16, dtype=torch.float64)).logits
     assert logits.dtype == torch.float32
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU form of README's bf16 line")
+def test_readme_bf16_training_arguments_train_on_a_cpu(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    # README: on a CPU, transformers takes bf16 autocast only with use_cpu=True (without it: "Your setup doesn't
+    # support bf16/gpu").
+    with pytest.raises(ValueError, match="use_cpu"):
+        TrainingArguments(output_dir=str(tmp_path), bf16=True)
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=2, per_device_train_batch_size=2,
+        report_to=[], save_strategy="no",
+    )  # fmt: skip
+    model = small_classifier().train()
+    dataset = [{"pixel_values": torch.randn(3, 16, 16), "labels": torch.tensor(i % 5)} for i in range(4)]
+    trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
+    trainer.train()
+    losses = [entry["train_loss"] for entry in trainer.state.log_history if "train_loss" in entry]
+    assert losses and torch.isfinite(torch.tensor(losses)).all()
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -7,11 +7,12 @@ whole model once per chunk of output indices. Ours must equal the concatenation 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import PerceiverForMultimodalAutoencoding
 
-from perceiver_hf import PerceiverIOConfig, PerceiverIOForMultimodalAutoencoding
+from perceiver_hf import PerceiverIOConfig, PerceiverIOForMultimodalAutoencoding, PerceiverIOVideoAutoencodingProcessor
 from perceiver_hf.presets import VIDEO_AUTOENCODING_CORE, transformers_sizes
 from tests.helpers import SMALL_CORE, assert_parity, perturb_, save_transformers_model
 
@@ -178,6 +179,23 @@ def small_model(**overrides) -> PerceiverIOForMultimodalAutoencoding:
         **overrides,
     )
     return PerceiverIOForMultimodalAutoencoding(config)
+
+
+def test_reconstruct_returns_the_raw_outputs_and_post_process_clamps_them():
+    # README's path: processor -> reconstruct -> post_process. reconstruct() is not clamped (DeepMind's colab
+    # returns the raw outputs too); post_process() clamps pixels into uint8 frames and samples into [-1, 1].
+    torch.manual_seed(0)
+    model = small_model().eval()
+    processor = PerceiverIOVideoAutoencodingProcessor.from_model_config(model.config)
+    frames = np.random.default_rng(0).integers(0, 256, (FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    with torch.no_grad():
+        reconstruction = model.reconstruct(**processor(frames, audio=np.zeros(SAMPLES, np.float32)))
+    image = reconstruction["image"]
+    assert (image < 0).any() or (image > 1).any()  # an untrained model reconstructs outside [0, 1]
+    decoded = processor.post_process(reconstruction)
+    expected = (image.clamp(0, 1).permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(decoded["video"], expected)
+    assert np.abs(decoded["audio"]).max() <= 1.0
 
 
 def test_loss_weights_modalities_and_gathers_subsampled_targets():

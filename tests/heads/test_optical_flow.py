@@ -160,21 +160,36 @@ def test_trainer_fine_tunes_with_end_point_error(tmp_path):
     assert after < 0.5 * before, (before, after)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize(
+    "checkpointing", [{}, {"use_reentrant": True}, {"use_reentrant": False}], ids=["default", "reentrant", "non-reentrant"]
+)
+def test_gradient_checkpointing_gives_the_same_gradients(checkpointing):
+    # The input array is read by the encoder and is the decoder's queries too; 4 decoded chunks share the latents'
+    # keys and values. Reentrant checkpointing used to backpropagate through both twice.
     model = small_model().train()
+    model.decoder.chunk_size = 16
     inputs, labels = torch.randn(1, 2, 27, 6, 10), torch.randn(1, 6, 10, 2)
     model(inputs=inputs, labels=labels).loss.backward()
     # The encoder's key bias gets no gradient: it shifts every logit of a row alike, which softmax ignores.
     plain = {name: p.grad for name, p in model.named_parameters()}
     assert sum(grad is not None and grad.abs().sum() > 0 for grad in plain.values()) >= len(plain) - 1
     model.zero_grad(set_to_none=True)
-    model.activation_checkpointing_enable()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing or None)
     model(inputs=inputs, labels=labels).loss.backward()
     for name, p in model.named_parameters():
         if plain[name] is None:
             assert p.grad is None or not p.grad.any(), name
         else:
             torch.testing.assert_close(p.grad, plain[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_an_attention_mask_of_the_wrong_shape_is_named():
+    # One row per pixel: a (batch, width) mask, as a text-minded caller might build, is refused with the shape.
+    model = small_model()
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 10\), but the input array has 60 rows"):
+        model(inputs=torch.randn(2, 2, 27, 6, 10), attention_mask=torch.ones(2, 10))
+    masked = model(inputs=torch.randn(2, 2, 27, 6, 10), attention_mask=torch.ones(2, 60)).logits
+    assert masked.shape == (2, 6, 10, 2)
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,13 @@ def test_pairs_can_be_given_as_a_list_of_pairs_or_file_paths(estimator, motorcyc
     assert estimator((Image.open(paths[0]), Image.open(paths[1])), max_flow=1.0)["flow_image"].size == (30, 20)
 
 
+def test_grayscale_frames_as_2d_arrays_give_the_flow_of_grayscale_images(estimator, motorcycle):
+    first, second = (np.asarray(Image.fromarray(frame[:20, :30]).convert("L")) for frame in motorcycle)
+    from_arrays = estimator([first, second])["flow"]
+    from_images = estimator([Image.fromarray(first), Image.fromarray(second)])["flow"]
+    np.testing.assert_array_equal(from_arrays, from_images)
+
+
 def test_bad_frames_raise_clear_errors(estimator, motorcycle):
     first, second = motorcycle
     with pytest.raises(ValueError, match="same size"):
@@ -167,3 +174,24 @@ def test_example_script_writes_the_flow_picture(model_dir, motorcycle, tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert Image.open(output).size == (40, 30)
     assert np.load(output.with_suffix(".npy")).shape == (30, 40, 2)
+
+
+def test_example_script_says_up_front_how_many_tiles_it_plans(model_dir):
+    # The 500x741 motorcycle pair in 12x16 tiles: thousands of forward passes, announced before the first one.
+    script = REPO / "examples" / "optical_flow.py"
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(script), str(model_dir), "--motorcycle", "--output", "unused.png"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first_line = process.stdout.readline()
+    finally:
+        process.kill()
+        process.wait()
+    processor = PerceiverIOFlowProcessor.from_pretrained(model_dir)
+    tiles = len(processor.tiles((500, 741)))
+    assert tiles > 3000
+    assert first_line.startswith(f"500x741 frames, model trained at 12x16: {tiles:,} tile(s), one forward pass each.")
+    assert "takes long" in first_line and "368x496" in first_line

@@ -54,7 +54,7 @@ def test_processor_saves_and_loads_with_a_model_folder(tmp_path):
         ([np.zeros((6, 8, 3), np.uint8)] * 3, "exactly two frames"),
         (np.zeros((6, 8, 3), np.uint8), "pair of frames"),
         ([np.zeros((6, 8, 3), np.uint8), np.zeros((6, 9, 3), np.uint8)], "same size"),
-        ([np.zeros((6, 8), np.uint8)] * 2, "shape \\(6, 8\\)"),
+        ([np.zeros((8,), np.uint8)] * 2, "shape \\(8,\\)"),
         ([np.zeros((6, 8, 4), np.uint8)] * 2, "4 channel"),
         ([np.zeros((6, 8, 1), np.uint8)] * 2, "1 channel"),
         ([Image.new("RGBA", (8, 6))] * 2, "RGBA"),
@@ -76,6 +76,15 @@ def test_grayscale_pil_frames_become_rgb():
     pair = [Image.new("L", (8, 6), 255), Image.new("L", (8, 6), 0)]
     inputs = PerceiverIOFlowProcessor()(pair)["inputs"]
     assert inputs[0, 0, 13].eq(1).all() and inputs[0, 1, 13].eq(-1).all()
+
+
+def test_grayscale_arrays_are_taken_as_grayscale_pil_images_are():
+    gray = np.random.default_rng(0).integers(0, 256, (2, 6, 8), dtype=np.uint8)
+    as_images = PerceiverIOFlowProcessor()([Image.fromarray(frame, mode="L") for frame in gray])["inputs"]
+    as_arrays = PerceiverIOFlowProcessor()(list(gray))["inputs"]
+    as_tensors = PerceiverIOFlowProcessor()([torch.from_numpy(frame) for frame in gray])["inputs"]
+    torch.testing.assert_close(as_arrays, as_images, rtol=0, atol=0)
+    torch.testing.assert_close(as_tensors, as_images, rtol=0, atol=0)
 
 
 def colab_grid_indices(image_shape, patch_size, min_overlap):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
+import sys
 import wave
 from pathlib import Path
 
@@ -102,3 +105,43 @@ def test_bad_requests_are_named(tmp_path):
         autoencoder(np.zeros((4, 16, 16, 3), np.uint8), save=True)
     with pytest.raises(ValueError, match="does not exist"):
         autoencoder(str(tmp_path / "missing.gif"))
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_saved_files_get_the_users_umask(tmp_path, umask_022):
+    save_model(tmp_path / "model")
+    autoencoder = pipeline("video-autoencoding", model=str(tmp_path / "model"))
+    clip = shutil.copy(CLIP, tmp_path / "clip.gif")
+    saved = autoencoder(clip, audio=np.zeros(128, np.float32), save=True, progress=False)["saved"]
+    assert [stat.S_IMODE(path.stat().st_mode) for path in saved] == [0o644, 0o644]  # not mkstemp's 0o600
+
+
+def test_a_video_extension_without_a_video_backend_names_the_package_to_install(tmp_path, monkeypatch):
+    save_model(tmp_path)
+    autoencoder = pipeline("video-autoencoding", model=str(tmp_path))
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed (imageio is, via scikit-image)
+    with pytest.raises(ValueError, match=r"Writing \.mp4 videos needs imageio with its PyAV plugin: `pip install av`"):
+        autoencoder(np.stack(read_video(CLIP)[0][:4]), save=tmp_path / "clip.mp4", progress=False)
+    with pytest.raises(ValueError, match=r"Reading \.mp4 videos needs .*`pip install av`"):
+        read_video(shutil.copy(CLIP, tmp_path / "renamed.mp4"))
+    assert sorted(path.name for path in tmp_path.glob("*clip*")) == []  # nothing half-written
+    with pytest.raises(ValueError, match=r"Cannot write a video as 'clip.xyz': use one of .*\.gif.*\.mp4"):
+        autoencoder(np.stack(read_video(CLIP)[0][:4]), save=tmp_path / "clip.xyz", progress=False)
+
+
+def test_an_mp4_is_written_and_read_back_through_pyav(tmp_path):
+    pytest.importorskip("av")
+    save_model(tmp_path / "model")
+    autoencoder = pipeline("video-autoencoding", model=str(tmp_path / "model"))
+    result = autoencoder(np.stack(read_video(CLIP)[0][:4]), save=tmp_path / "clip.mp4", fps=10, progress=False)
+    frames, fps = read_video(result["saved"][0])
+    assert len(frames) == 4 and frames[0].shape == (16, 32, 3) and fps == 10.0
+    # Lossy, but the reconstruction half of the saved frames is the pipeline's video.
+    error = np.abs(np.stack(frames)[:, :, 16:].astype(int) - result["video"].astype(int)).mean()
+    assert error < 20, error

@@ -72,3 +72,30 @@ def test_a_masked_lm_folder_starts_a_classifier_with_its_encoder(example, tmp_pa
         torch.testing.assert_close(tensor, encoder[name], rtol=0, atol=0, msg=name)
     logits = classifier(input_ids=torch.randint(6, 262, (3, 20))).logits
     assert logits.shape == (3, 2)
+
+
+def test_the_example_runs_to_its_last_line_with_a_short_max_length(example, tmp_path, capsys):
+    # README's command with a short --max-length: the final pipeline demo truncates as training did.
+    example.main(["--max-steps", "3", "--per-class", "200", "--max-length", "64", "--output-dir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed
+    predictions = [line for line in printed.splitlines() if " <- " in line]
+    assert len(predictions) == 3 and all("'label': " in line for line in predictions)
+    assert any(len(line.split(" <- ")[1]) > 64 + 30 for line in predictions)  # a sentence longer than 64 bytes
+
+
+def test_a_max_length_beyond_the_given_models_positions_is_refused_before_training(example, tmp_path, capsys):
+    from perceiver_hf import PerceiverIOConfig, PerceiverIOForMaskedLM
+
+    config = PerceiverIOConfig.for_masked_lm(
+        d_model=16, d_latents=32, num_latents=8, num_self_attends_per_block=1, num_self_attention_heads=2,
+        num_cross_attention_heads=2, qk_channels=16, decoder_num_heads=2, decoder_qk_channels=16,
+        max_position_embeddings=32,
+    )  # fmt: skip
+    PerceiverIOForMaskedLM(config).save_pretrained(tmp_path / "masked-lm")
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--model", str(tmp_path / "masked-lm"), "--max-length", "64", "--output-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "--max-length 64 is longer than the 32 byte positions" in message and "--max-length 32 or less" in message
+    assert not (tmp_path / "out").exists()

@@ -21,7 +21,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..configuration import PerceiverIOConfig
-from ..input_array import InputArray
+from ..input_array import InputArray, split_tensors
 
 
 def eager_attention_forward(
@@ -93,6 +93,8 @@ class PerceiverIOAttention(nn.Module):
         output_channels: int,
         num_heads: int,
         is_cross_attention: bool,
+        bias: bool = True,  # Perceiver AR's q/k/v projections have none
+        output_bias: bool = True,
     ):
         super().__init__()
         if qk_channels % num_heads:
@@ -111,10 +113,10 @@ class PerceiverIOAttention(nn.Module):
 
         self.query_norm = nn.LayerNorm(query_dim, eps=config.layer_norm_eps)
         self.kv_norm = nn.LayerNorm(kv_dim, eps=config.layer_norm_eps) if is_cross_attention else None
-        self.query = nn.Linear(query_dim, qk_channels)
-        self.key = nn.Linear(kv_dim, qk_channels)
-        self.value = nn.Linear(kv_dim, v_channels)
-        self.output = nn.Linear(v_channels, output_channels)
+        self.query = nn.Linear(query_dim, qk_channels, bias=bias)
+        self.key = nn.Linear(kv_dim, qk_channels, bias=bias)
+        self.value = nn.Linear(kv_dim, v_channels, bias=bias)
+        self.output = nn.Linear(v_channels, output_channels, bias=output_bias)
 
     @property
     def dropout(self) -> float:
@@ -175,13 +177,13 @@ class PerceiverIOAttention(nn.Module):
 
 
 class PerceiverIOMLP(nn.Module):
-    """Two-layer MLP with the configured activation."""
+    """Two-layer MLP with the configured activation (Perceiver AR's has no biases: `bias=False`)."""
 
-    def __init__(self, config: PerceiverIOConfig, channels: int, widening_factor: int):
+    def __init__(self, config: PerceiverIOConfig, channels: int, widening_factor: int, bias: bool = True):
         super().__init__()
-        self.fc1 = nn.Linear(channels, widening_factor * channels)
+        self.fc1 = nn.Linear(channels, widening_factor * channels, bias=bias)
         self.activation = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
-        self.fc2 = nn.Linear(widening_factor * channels, channels)
+        self.fc2 = nn.Linear(widening_factor * channels, channels, bias=bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))
@@ -256,7 +258,7 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
         layer_output += attention_output
         return layer_output
 
-    def forward(
+    def __call__(
         self,
         hidden_states: torch.Tensor,
         inputs: InputArray | torch.Tensor | None = None,
@@ -269,9 +271,29 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
         self-attention. `rewrite` is an algebraic rewrite of the attention step that the planner chose
         (`perceiver_hf.core.rewrites.planner`); it then prepares the inputs and computes the step in place of
         `self.attention`."""
+        # Reentrant checkpointing (`use_reentrant=True`) replays a layer from its positional tensors only; tensors
+        # inside an input array or key/values would be backpropagated in the replay and again outside it where they
+        # are shared (the flow input array is also the decoder's queries; chunks share the latents' key/values).
+        tensors, rebuild = split_tensors(key_values if key_values is not None else inputs)
+        return super().__call__(
+            hidden_states, attention_mask, *tensors, rebuild_context=rebuild, context_is_key_values=key_values is not None,
+            output_attentions=output_attentions, rewrite=rewrite,
+        )  # fmt: skip
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        *context_tensors: torch.Tensor,
+        rebuild_context: Callable,
+        context_is_key_values: bool = False,
+        output_attentions: bool = False,
+        rewrite=None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention = rewrite or self.attention
-        if key_values is None and inputs is not None:
-            key_values = attention.key_values(inputs)
+        key_values = rebuild_context(context_tensors)
+        if key_values is not None and not context_is_key_values:
+            key_values = attention.key_values(key_values)
         attention_output, attn_weights = attention(hidden_states, key_values, attention_mask, output_attentions)
         if self.use_query_residual:
             attention_output += hidden_states

@@ -60,6 +60,12 @@ class PerceiverIOEncoder(nn.Module):
         transformers' Perceiver reports them (so a block boundary appears twice)."""
         attention_mask = None
         if inputs.attention_mask is not None:
+            if tuple(inputs.attention_mask.shape) != (inputs.batch_size, inputs.length):
+                raise ValueError(
+                    f"attention_mask has shape {tuple(inputs.attention_mask.shape)}, but the input array has "
+                    f"{inputs.length} rows per example: give a ({inputs.batch_size}, {inputs.length}) mask, 1 for rows "
+                    "to attend to (one row per token of text, per pixel of an image or a flow frame pair)."
+                )
             attention_mask = inputs.attention_mask.to(torch.bool)[:, None, None, :]
         latents = self.latents.to(inputs.dtype).expand(inputs.batch_size, -1, -1)
         hidden_states, cross_weights = self.cross_attention(

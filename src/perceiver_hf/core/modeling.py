@@ -84,7 +84,16 @@ class PerceiverIOModel(PerceiverIOPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module | None:
+        """A text model's token embeddings (`None` for other inputs)."""
         return getattr(self.input_adapter, "embeddings", None)
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        """Replace a text model's token embeddings (`resize_token_embeddings` does, for a new vocabulary)."""
+        if not hasattr(self.input_adapter, "embeddings"):
+            raise ValueError(
+                f"Only text models have token embeddings; this model's input adapter is {type(self.input_adapter).__name__}."
+            )
+        self.input_adapter.embeddings = value
 
     def encode(
         self,

@@ -25,11 +25,11 @@ class PerceiverIOForImageClassification(PerceiverIOClassifier):
     @can_return_tuple
     def forward(
         self,
-        inputs: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        pixel_values: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         r"""

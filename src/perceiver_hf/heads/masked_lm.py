@@ -51,6 +51,16 @@ class PerceiverIOForMaskedLM(PerceiverIOHead):
         self.mask_padded_queries = bool((config.query_decoder or {}).get("mask_padded_queries", False))
         self.post_init()
 
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        # The logits are tied to the input embeddings; only their bias has a row per token of its own to follow.
+        embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        bias = self.output_adapter.bias
+        resized = bias.new_zeros(embeddings.num_embeddings)
+        kept = min(bias.shape[0], resized.shape[0])
+        resized[:kept] = bias.detach()[:kept]
+        self.output_adapter.bias = nn.Parameter(resized, requires_grad=bias.requires_grad)
+        return embeddings
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -60,10 +70,10 @@ class PerceiverIOForMaskedLM(PerceiverIOHead):
     @can_return_tuple
     def forward(
         self,
-        inputs: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOMaskedLMOutput:
         r"""

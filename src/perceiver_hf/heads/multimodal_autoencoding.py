@@ -94,7 +94,9 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOHead):
     ) -> dict[str, torch.Tensor]:
         """Reconstruct every modality in one call, laid out like the inputs: `image` `(batch, frames, 3, height,
         width)`, `audio` `(batch, samples, 1)`, and `label` logits `(batch, num_labels)`. Decoded in chunks of
-        `chunk_size` queries (peak memory stays bounded); `progress=True` shows a progress bar over the chunks."""
+        `chunk_size` queries (peak memory stays bounded); `progress=True` shows a progress bar over the chunks.
+        Values are the model's outputs, not clamped (pixels near [0, 1], samples near [-1, 1], as DeepMind's colab
+        returns them); `PerceiverIOVideoAutoencodingProcessor.post_process` clamps them into uint8 frames."""
         inputs = self.perceiver.input_adapter.gather(inputs, image=image, audio=audio, label=label)
         self.output_adapters.check_inputs(inputs, self.decoder.queries.grids())
         input_array, encoded = self.perceiver.encode(inputs)

@@ -35,10 +35,10 @@ class PerceiverIOForSequenceClassification(StartsFromMaskedLM, PerceiverIOClassi
     @can_return_tuple
     def forward(
         self,
-        inputs: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverIOClassifierOutput:
         r"""

@@ -122,9 +122,10 @@ class MultimodalInputAdapter(InputAdapter):
         dtype = next(iter(self.padding.values())).position_embeddings.dtype
         arrays = {name: self.modalities[name](inputs[name].to(dtype)) for name in self.modalities}
         batch_sizes = {name: array.batch_size for name, array in arrays.items()}
-        if len(set(batch_sizes.values())) != 1:
-            raise ValueError(f"All modalities need the same batch size, got {batch_sizes}.")
         batch_size = next(iter(batch_sizes.values()))
+        # Compared pairwise, not through a set: under torch.export, batch sizes are symbolic and unhashable.
+        if any(size != batch_size for size in batch_sizes.values()):
+            raise ValueError(f"All modalities need the same batch size, got {batch_sizes}.")
         sizes = {name: array.length for name, array in arrays.items()}
         first = next(iter(arrays.values()))
 
@@ -142,5 +143,9 @@ class MultimodalInputAdapter(InputAdapter):
             elif probability > 0.0:
                 masked = torch.rand(batch_size, sizes[name], device=packed.device) < probability
                 rows.copy_(torch.where(masked[..., None], self.mask_tokens[name]().to(dtype), rows))
+            elif name in self.mask_tokens:
+                # A never-used mask token (probability 0, as DeepMind's audio and image) still gets its zero
+                # gradient, so that DDP can run with find_unused_parameters=False.
+                rows[:, :1] += 0.0 * self.mask_tokens[name]().to(dtype)
             start += sizes[name]
         return InputArray(packed, attention_mask=attention_mask, modality_sizes=sizes)

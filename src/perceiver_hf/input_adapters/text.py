@@ -31,11 +31,15 @@ class TextInputAdapter(InputAdapter):
 
     def __init__(self, vocab_size: int = 262, max_position_embeddings: int = 2048, num_channels: int = 768):
         super().__init__()
-        self.vocab_size = int(vocab_size)
         self.max_position_embeddings = int(max_position_embeddings)
         # `embeddings` is what `get_input_embeddings` returns and what the masked-LM logits are tied to.
-        self.embeddings = nn.Embedding(self.vocab_size, num_channels)
+        self.embeddings = nn.Embedding(int(vocab_size), num_channels)
         self.position_encoding = TrainablePositionEncoding(self.max_position_embeddings, num_channels)
+
+    @property
+    def vocab_size(self) -> int:
+        # Read from the table: `set_input_embeddings` / `resize_token_embeddings` replace it.
+        return self.embeddings.num_embeddings
 
     @property
     def num_channels(self) -> int:

@@ -17,7 +17,7 @@ from transformers import Pipeline
 from transformers.image_utils import load_image
 from transformers.utils import cached_file
 
-from ..processing.flow import PerceiverIOFlowProcessor, tile_grid, tile_weights
+from ..processing.flow import PerceiverIOFlowProcessor, tile_weights
 from ..processing.flow_visualization import flow_to_image
 
 
@@ -101,9 +101,9 @@ class OpticalFlowPipeline(Pipeline):
         processor = self.image_processor
         frames = model_inputs["frames"].to(self.model.dtype)
         height, width = frames.shape[-2:]
+        grid = processor.tiles((height, width), min_overlap)
         frames = processor.pad_to_tile(frames)
         tile_height, tile_width = processor.tile_size
-        grid = tile_grid(frames.shape[-2:], processor.tile_size, processor.min_overlap if min_overlap is None else min_overlap)
         weights = tile_weights(processor.tile_size).to(frames.device)[..., None]  # (h, w, 1)
         scale = getattr(self.model, "flow_scale_factor", 20.0)
 

@@ -11,8 +11,6 @@ with a waveform. The model's frame count is read from `start_frame` on; frames a
 
 from __future__ import annotations
 
-import os
-import tempfile
 import wave
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,15 @@ import torch
 from PIL import Image, ImageSequence
 from transformers import Pipeline
 
+from ..model_folder import write_file_atomically
 from ..processing.video import PerceiverIOVideoAutoencodingProcessor
 
 _PILLOW_ANIMATIONS = {".gif", ".webp", ".png", ".apng", ".tif", ".tiff"}
+_PILLOW_WRITES = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG", ".apng": "PNG"}
 _DEFAULT_FPS = 25.0  # Kinetics clips, as DeepMind's model saw them
+# Video containers written through imageio's PyAV plugin, each with a codec FFmpeg builds always include.
+_VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9",
+                 ".avi": "mpeg4"}
 
 
 def read_video(path: str | Path) -> tuple[list[np.ndarray], float | None]:
@@ -41,52 +44,56 @@ def read_video(path: str | Path) -> tuple[list[np.ndarray], float | None]:
                 durations.append(frame.info.get("duration"))
         known = [d for d in durations if d]
         return frames, (1000.0 / (sum(known) / len(known)) if known else None)
-    try:
-        import imageio.v3 as iio
-    except ImportError:
-        raise ValueError(
-            f"Reading {path.suffix} videos needs imageio (`pip install imageio[pyav]`); animated GIF, WebP and PNG "
-            "files are read with Pillow."
-        ) from None
-    frames = [np.asarray(frame)[..., :3] for frame in iio.imiter(path)]
-    fps = iio.immeta(path).get("fps")
+    iio, plugin = _video_backend(path, "Reading")
+    frames = [np.asarray(frame)[..., :3] for frame in iio.imiter(path, plugin=plugin)]
+    fps = iio.immeta(path, plugin=plugin).get("fps")
     return frames, (float(fps) if fps else None)
 
 
-def _write_atomically(path: Path, write) -> Path:
-    """Write through a temporary sibling, renamed into place: no half-written file is ever left at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
+def _video_backend(path: Path, action: str):
+    """imageio and its PyAV plugin, or a `ValueError` naming what to install. Without a video plugin imageio falls
+    back to its TIFF plugin, which fails on `fps` or writes a TIFF under a video's name."""
     try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+        import imageio.v3 as iio
+    except ImportError:
+        iio = None
+    try:
+        import av  # imageio's "pyav" plugin
+    except ImportError:
+        av = None
+    if iio is None or av is None:
+        missing = " and ".join(name for name, module in (("imageio", iio), ("av", av)) if module is None)
+        raise ValueError(
+            f"{action} {path.suffix} videos needs imageio with its PyAV plugin: `pip install {missing.replace(' and ', ' ')}` "
+            f"(missing: {missing}). Animated GIF, WebP and PNG files need neither (Pillow)."
+        )
+    return iio, "pyav"
 
 
 def save_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     """Write uint8 `(frames, H, W, 3)` as an animated image (GIF, WebP, PNG: Pillow) or a video (imageio)."""
     path = Path(path)
-    if path.suffix.lower() in _PILLOW_ANIMATIONS - {".tif", ".tiff"}:
+    extension = path.suffix.lower()
+    if extension in _PILLOW_WRITES:
         images = [Image.fromarray(frame) for frame in frames]
         duration = max(1, round(1000 / fps))
 
         def write(target: Path) -> None:
-            kind = {".gif": "GIF", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+            kind = _PILLOW_WRITES[extension]
             images[0].save(target, format=kind, save_all=True, append_images=images[1:], duration=duration, loop=0)
 
-        return _write_atomically(path, write)
-    try:
-        import imageio.v3 as iio
-    except ImportError:
+        return write_file_atomically(path, write)
+    if extension not in _VIDEO_CODECS:
         raise ValueError(
-            f"Writing {path.suffix} videos needs imageio (`pip install imageio[pyav]`); choose a .gif, .webp or .png "
-            "file to write an animated image with Pillow."
-        ) from None
-    return _write_atomically(path, lambda target: iio.imwrite(target, frames, fps=fps, extension=path.suffix))
+            f"Cannot write a video as {path.name!r}: use one of {', '.join(sorted(_PILLOW_WRITES))} (Pillow) or "
+            f"{', '.join(sorted(_VIDEO_CODECS))} (imageio with PyAV)."
+        )
+    iio, plugin = _video_backend(path, "Writing")
+
+    def write(target: Path) -> None:
+        iio.imwrite(target, frames, plugin=plugin, extension=path.suffix, codec=_VIDEO_CODECS[extension], fps=fps)
+
+    return write_file_atomically(path, write)
 
 
 def save_wav(path: str | Path, samples: np.ndarray, sampling_rate: int) -> Path:
@@ -100,7 +107,7 @@ def save_wav(path: str | Path, samples: np.ndarray, sampling_rate: int) -> Path:
             file.setframerate(int(sampling_rate))
             file.writeframes(pcm.tobytes())
 
-    return _write_atomically(Path(path), write)
+    return write_file_atomically(Path(path), write)
 
 
 def load_processor(model) -> PerceiverIOVideoAutoencodingProcessor:

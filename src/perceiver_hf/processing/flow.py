@@ -19,7 +19,8 @@ from transformers.image_processing_base import ImageProcessingMixin
 
 
 def _frame_to_tensor(frame, index: int) -> torch.Tensor:
-    """One RGB frame (PIL image, `(H, W, 3)` or `(3, H, W)` array/tensor, values in [0, 255]) -> `(3, H, W)` float."""
+    """One frame (PIL image, `(H, W, 3)` or `(3, H, W)` RGB or `(H, W)` grayscale array/tensor, values in [0, 255])
+    -> `(3, H, W)` float. Grayscale repeats its one channel three times, as PIL's `convert("RGB")` does."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow is a dependency
@@ -36,10 +37,13 @@ def _frame_to_tensor(frame, index: int) -> torch.Tensor:
         raise ValueError(
             f"Frame {index} is a {type(frame).__name__}; expected a PIL image or an (height, width, 3) array."
         )
+    if frame.ndim == 2:
+        frame = frame[:, :, None].expand(-1, -1, 3)
     if frame.ndim != 3:
         raise ValueError(
             f"Frame {index} has shape {tuple(frame.shape)}; expected one RGB image of shape (height, width, 3) "
-            "(or (3, height, width)). A batch of frame pairs goes in as a list of pairs."
+            "(or (3, height, width)) or a grayscale one of shape (height, width). A batch of frame pairs goes in as "
+            "a list of pairs."
         )
     if frame.shape[-1] == 3:
         frame = frame.permute(2, 0, 1)
@@ -47,7 +51,7 @@ def _frame_to_tensor(frame, index: int) -> torch.Tensor:
         channels = frame.shape[-1] if frame.shape[-1] <= 4 else frame.shape[0]
         raise ValueError(
             f"Frame {index} has shape {tuple(frame.shape)}: {channels} channel(s), expected 3 (RGB) as (height, width, "
-            "3) or (3, height, width). Convert grayscale or RGBA frames to RGB first."
+            "3) or (3, height, width), or a grayscale (height, width) array. Convert RGBA frames to RGB first."
         )
     if frame.dtype == torch.bool or frame.is_complex():
         raise ValueError(f"Frame {index} has dtype {frame.dtype}; expected uint8 or float pixel values in [0, 255].")
@@ -177,6 +181,12 @@ class PerceiverIOFlowProcessor(ImageProcessingMixin):
             )
         padded = torch.nn.functional.pad(flat, (0, pad_width, 0, pad_height), mode=self.pad_mode)
         return padded.reshape(*leading, *padded.shape[-3:])
+
+    def tiles(self, size: Sequence[int], min_overlap: int | None = None) -> Counter:
+        """The tiles the `optical-flow` pipeline runs the model on for frames of `size` (height, width): `tile_grid`
+        over the frames padded up to the tile size. Each distinct tile is one forward pass."""
+        padded = [max(int(dim), tile) for dim, tile in zip(size, self.tile_size)]
+        return tile_grid(padded, self.tile_size, self.min_overlap if min_overlap is None else min_overlap)
 
     def __call__(self, images, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
         """`images`: one pair of frames or a list of pairs (all of one size). Returns `BatchFeature` with `inputs`

@@ -84,10 +84,12 @@ def decodes_folded(
 ) -> bool:
     """Whether to decode factored position queries with the folded decoder: possible for inference (no autograd,
     no attention weights) on a layer it accepts; chosen when there are at least as many queries as query channels
-    (below that, precomputing costs more than it saves). `requested` overrides the choice."""
+    (below that, precomputing costs more than it saves). `requested` overrides the choice. Never while
+    `torch.compile`/`torch.export` trace: folding factors the weights with data-dependent checks."""
     possible = (
         not output_attentions
         and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
         and _weights_readable(layer)
         and can_fold(layer.maps())
     )
