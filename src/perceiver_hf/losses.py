@@ -128,6 +128,11 @@ def reconstruction_loss(
     for pixels and audio samples, cross-entropy for the label (class indices, or class probabilities). Targets of
     subsampled outputs are gathered from full-size targets (`image` as `(batch, frames, 3, height, width)`,
     `audio` as `(batch, samples[, 1])`)."""
+    if not isinstance(targets, Mapping):
+        raise TypeError(
+            f"labels must be a dict of targets by modality ({', '.join(sorted(adapters.keys()))}), got "
+            f"{type(targets).__name__}."
+        )
     points = dict(subsampled_output_points or {})
     unknown = sorted(set(targets) - set(adapters.keys()))
     if unknown:
@@ -141,7 +146,8 @@ def reconstruction_loss(
             losses[name] = _classification_loss(prediction, target)
             continue
         target = _gather_target(adapter, target, points.get(name), prediction)
-        losses[name] = nn.functional.mse_loss(prediction, target.to(prediction.dtype))
+        mse = nn.functional.mse_loss(prediction, target.to(prediction.dtype)) if prediction.numel() else None
+        losses[name] = zero_loss(prediction) if mse is None else mse  # an empty batch: nothing to reconstruct
     if not losses:
         raise ValueError("labels is empty: give at least one modality's target.")
     total = sum(adapters.loss_weights.get(name, 1.0) * loss for name, loss in losses.items())
@@ -150,8 +156,13 @@ def reconstruction_loss(
 
 def _classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if target.ndim == 1 and not target.is_floating_point():
+        check_class_indices(target, logits.shape[-1], (logits.shape[0],), ignore_index=-100)
+        if not has_labels(target):
+            return zero_loss(logits)
         return nn.functional.cross_entropy(logits, target.to(logits.device))
-    if target.shape == logits.shape:
+    if target.shape == logits.shape and target.is_floating_point():
+        if not target.numel():
+            return zero_loss(logits)
         return nn.functional.cross_entropy(logits, target.to(logits.dtype))  # class probabilities
     raise ValueError(
         f"The label target must be class indices of shape ({logits.shape[0]},) or class probabilities of shape "

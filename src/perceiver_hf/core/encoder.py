@@ -58,6 +58,11 @@ class PerceiverIOEncoder(nn.Module):
     ) -> PerceiverIOModelOutput:
         """Hidden states are the latents before every self-attention layer and after every block, as
         transformers' Perceiver reports them (so a block boundary appears twice)."""
+        if inputs.length == 0:
+            raise ValueError(
+                "The input adapter made an input array of 0 rows per example (an input with no tokens, pixels or "
+                "samples): give every example at least one."
+            )
         attention_mask = None
         if inputs.attention_mask is not None:
             if tuple(inputs.attention_mask.shape) != (inputs.batch_size, inputs.length):
