@@ -6,17 +6,18 @@ against the other, and prints a table with ours/theirs ratios.
 
 Measured per process: median forward latency over `repeats` timed runs after warm-up, the resident memory
 after loading, and the peak resident memory during the forward passes (Linux's VmHWM, reset after
-loading). "Activation memory" is peak minus after-load.
+loading). "Activation memory" is peak minus after-load. The first run (a warm-up, or the first timed run when
+there is none) also counts the FLOPs each side computes, and each worker measures the machine's GEMM and fused
+attention rates just before it loads its model, so the share of that ceiling each side reaches compares it with
+the machine as it was at that moment (see `ceiling.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from ceiling import ceiling_seconds, count_flops, machine_report, measure_ceilings
 
 GIB = 2**30
 
@@ -81,9 +83,19 @@ def measure_steps(name: str, batch_size: int, step: Callable[[], object], repeat
 
 
 def measure(case: Case, batch_size: int, repeats: int, warmup: int) -> dict:
+    """`measure_steps` of one forward, plus the FLOPs it computes (counted in the first run) and the machine's
+    ceiling rates measured just before."""
     torch.set_grad_enabled(False)
+    ceilings = measure_ceilings()
     model = case.build()
-    return measure_steps(case.name, batch_size, lambda: case.run(model, batch_size), repeats, warmup)
+    flops = {}
+
+    def step():
+        if flops:
+            return case.run(model, batch_size)
+        flops.update(count_flops(lambda: case.run(model, batch_size)))
+
+    return {**measure_steps(case.name, batch_size, step, repeats, warmup), **flops, **ceilings}
 
 
 def worker_main(cases: dict[str, Case], argv: list[str]) -> None:
@@ -142,38 +154,41 @@ def compare(
     return rows
 
 
-def cpu_description() -> str:
-    """The CPU model and its vector extensions (what the figures depend on), from /proc/cpuinfo."""
-    model, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-        for line in cpuinfo:
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return f"{model} ({', '.join(flag for flag in wanted if flag in flags) or 'no AVX2'}; {os.cpu_count()} cores)"
+def ceiling_share(side: dict, rates: dict | None = None) -> float:
+    """The share of the machine's ceiling a measured side reaches: its FLOPs at `rates` (default: those its
+    worker measured), over its latency."""
+    return ceiling_seconds(side, rates or side) / side["latency_s"]
 
 
 def print_table(rows: list[dict], title: str = "") -> None:
     if title:
-        print(f"\n{title}\nCPU: {cpu_description()}")
+        print(f"\n{title}\n{machine_report()}")
     header = (
         "| batch | latency ours / theirs (s) | ratio | peak ours / theirs (GiB) | ratio "
-        "| activation ours / theirs (GiB) | ratio |"
+        "| activation ours / theirs (GiB) | ratio | GFLOP ours / theirs | share of ceiling ours / theirs |"
     )
     print(header)
-    print("|" + "---|" * 7)
+    print("|" + "---|" * 9)
     for row in rows:
         a, b = row["ours"], row["theirs"]
         print(
             f"| {row['batch_size']} | {a['latency_s']:.2f} / {b['latency_s']:.2f} | {row['latency_ratio']:.2f} "
             f"| {a['peak_gib']:.2f} / {b['peak_gib']:.2f} | {row['peak_ratio']:.2f} "
-            f"| {a['activation_gib']:.2f} / {b['activation_gib']:.2f} | {row['activation_ratio']:.2f} |"
+            f"| {a['activation_gib']:.2f} / {b['activation_gib']:.2f} | {row['activation_ratio']:.2f} "
+            f"| {_gflop(a):.0f} / {_gflop(b):.0f} | {ceiling_share(a):.0%} / {ceiling_share(b):.0%} |"
         )
+    for row in rows:
+        print(f"ceilings measured by the batch-{row['batch_size']} workers: ours {_rates(row['ours'])}; "
+              f"theirs {_rates(row['theirs'])}")
     sys.stdout.flush()
+
+
+def _gflop(side: dict) -> float:
+    return side["gemm_gflop"] + side["attention_gflop"]
+
+
+def _rates(side: dict) -> str:
+    return f"GEMM {side['gemm_gflops']:.0f}, attention {side['attention_gflops']:.0f} GFLOP/s"
 
 
 def benchmark_parser(description: str, batch_sizes=(1, 4), repeats: int = 3, warmup: int = 1) -> argparse.ArgumentParser:
@@ -261,3 +276,43 @@ def main(
             then(folder, rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def export_perceiver_hf(folder: Path, class_name: str) -> None:
+    """perceiver_hf's model in `folder/perceiver_hf` exported as `folder/model.onnx` (for `onnxruntime_case`)."""
+    from perceiver_hf.export import export_onnx
+
+    print("Exporting to ONNX ...", file=sys.stderr, flush=True)
+    export_onnx(load_perceiver_hf(folder, class_name), folder / "model.onnx")
+
+
+def onnxruntime_case(folder: Path, feeds: Callable[[int], dict]) -> Case:
+    """onnxruntime running `folder/model.onnx` with as many threads as PyTorch; `feeds(batch_size)` gives its inputs
+    (numpy arrays by input name)."""
+
+    def build():
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        return onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+    return Case("onnxruntime", build, lambda session, batch_size: session.run(None, feeds(batch_size)))
+
+
+def compare_onnxruntime(args: argparse.Namespace, folder: Path, rows: list[dict]) -> None:
+    """Measure the "onnxruntime" case at each batch size of `rows`, each in its own process, and print its latency
+    beside PyTorch's (ours) and the share of the ceiling it reaches on the FLOPs PyTorch counted."""
+    script = Path(sys.argv[0]).resolve()
+    print("\n| batch | PyTorch, perceiver_hf (s) | onnxruntime, same graph (s) | ratio | share of ceiling PyTorch / onnxruntime |")
+    print("|" + "---|" * 5)
+    for row in rows:
+        ours = row["ours"]
+        measured = run_in_subprocess(script, "onnxruntime", row["batch_size"], args.repeats, args.warmup, ["--folder", str(folder)])
+        row["onnxruntime"] = measured
+        share = ceiling_share({**ours, "latency_s": measured["latency_s"]}, measured)  # our FLOPs, its moment's rates
+        print(
+            f"| {row['batch_size']} | {ours['latency_s']:.2f} | {measured['latency_s']:.2f} "
+            f"| {measured['latency_s'] / ours['latency_s']:.2f} | {ceiling_share(ours):.0%} / {share:.0%} |"
+        )
+    sys.stdout.flush()

@@ -11,6 +11,7 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
+    AutoModelForTimeSeriesPrediction,
     AutoModelForTokenClassification,
     AutoTokenizer,
 )
@@ -20,9 +21,11 @@ from .configuration import PerceiverIOConfig
 from .core.modeling import PerceiverIOModel, PerceiverIOPreTrainedModel
 from .core.outputs import (
     PerceiverIOClassifierOutput,
+    PerceiverIOForecastOutput,
     PerceiverIOMaskedLMOutput,
     PerceiverIOModelOutput,
     PerceiverIOMultimodalAutoencodingOutput,
+    PerceiverIOSampleOutput,
 )
 from .heads import (
     PerceiverIOForImageClassification,
@@ -30,6 +33,7 @@ from .heads import (
     PerceiverIOForMultimodalAutoencoding,
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
+    PerceiverIOForTimeSeriesForecasting,
     PerceiverIOForTokenClassification,
 )
 from .input_array import InputArray
@@ -44,7 +48,12 @@ from .perceiver_ar import (
     PerceiverARModelOutput,
     PerceiverARPreTrainedModel,
 )
-from .pipelines import OpticalFlowPipeline, PerceiverIOTokenClassificationPipeline, VideoAutoencodingPipeline
+from .pipelines import (
+    OpticalFlowPipeline,
+    PerceiverIOTokenClassificationPipeline,
+    TimeSeriesForecastingPipeline,
+    VideoAutoencodingPipeline,
+)
 from .presets import DEEPMIND_GELU
 from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
 from .tokenization import PerceiverIOByteTokenizer
@@ -66,6 +75,7 @@ def _register() -> None:
         **token_classification,
         "impl": PerceiverIOTokenClassificationPipeline,
     }
+    AutoModelForTimeSeriesPrediction.register(PerceiverIOConfig, PerceiverIOForTimeSeriesForecasting, exist_ok=True)
     AutoConfig.register(PerceiverARConfig.model_type, PerceiverARConfig, exist_ok=True)
     AutoModel.register(PerceiverARConfig, PerceiverARModel, exist_ok=True)
     AutoModelForCausalLM.register(PerceiverARConfig, PerceiverARForCausalLM, exist_ok=True)
@@ -74,6 +84,12 @@ def _register() -> None:
     AutoModelForCausalLM.register(KrassermPerceiverARConfig, KrassermPerceiverARLoader, exist_ok=True)
     PIPELINE_REGISTRY.register_pipeline(
         "optical-flow", pipeline_class=OpticalFlowPipeline, pt_model=PerceiverIOForOpticalFlow, type="image"
+    )
+    PIPELINE_REGISTRY.register_pipeline(
+        "time-series-forecasting",
+        pipeline_class=TimeSeriesForecastingPipeline,
+        pt_model=PerceiverIOForTimeSeriesForecasting,
+        type="multimodal",
     )
     PIPELINE_REGISTRY.register_pipeline(
         "video-autoencoding",
@@ -105,13 +121,17 @@ __all__ = [
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
+    "PerceiverIOForTimeSeriesForecasting",
+    "PerceiverIOForecastOutput",
     "PerceiverIOForTokenClassification",
     "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
+    "PerceiverIOSampleOutput",
     "PerceiverIOTokenClassificationPipeline",
     "PerceiverIOVideoAutoencodingProcessor",
+    "TimeSeriesForecastingPipeline",
     "VideoAutoencodingPipeline",
 ]

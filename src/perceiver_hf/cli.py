@@ -53,11 +53,43 @@ def _demo_parser(subparsers) -> None:
                         "too small to share; PyTorch's default with --model)")
 
 
+EXPORT_DESCRIPTION = """\
+Export a saved model folder (perceiver_hf, or transformers' Perceiver) to a new folder holding model.onnx, the
+model's config.json and the folder's processor and tokenizer files. The graph takes every batch size, any image
+size (Fourier positions, conv stem), any text length up to the learned positions and any frame size (optical flow);
+onnxruntime must reproduce PyTorch on example inputs before the folder is written. Needs the `export` extra:
+pip install 'perceiver-hf[export]'.
+"""
+
+
+def _export_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model folder to ONNX",
+        description=EXPORT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a saved model folder")
+    parser.add_argument("--output", type=Path, required=True, metavar="OUT_DIR", help="the folder to create")
+    parser.add_argument("--format", default="onnx", choices=["onnx"], help="graph format (default: %(default)s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="perceiver-hf", description="Perceiver IO for Hugging Face Transformers.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _demo_parser(subparsers)
+    _export_parser(subparsers)
     args = parser.parse_args(argv)
+
+    if args.command == "export":
+        from .export import export_folder
+
+        try:
+            export_folder(args.model_dir, args.output, args.format)
+        except (ImportError, ValueError, RuntimeError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
 
     if args.command == "demo":
         from .demo import DemoSettings, run_demo

@@ -239,6 +239,12 @@ class PerceiverIOConfig(PreTrainedConfig):
         return cls(**presets.token_classification(*args, **options))
 
     @classmethod
+    def for_time_series_forecasting(cls, *args, **options) -> PerceiverIOConfig:
+        """A forecaster: `context_length`, `prediction_length`, `num_channels`, `distribution_output` ("student_t"
+        or "normal"; `loss="mse"` or `"mae"` for point forecasts), `scaling`; see `presets.time_series_forecasting`."""
+        return cls(**presets.time_series_forecasting(*args, **options))
+
+    @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict[str, Any], dict[str, Any]]:
         """transformers' loading, with one addition: a transformers Perceiver config (`model_type "perceiver"`)
         reads as the equivalent perceiver_hf config (see `perceiver_hf.from_transformers`)."""

@@ -1,7 +1,7 @@
 """Training losses that transformers' `loss_function` does not provide (optical flow's end-point error, the
-autoencoder's per-modality reconstruction losses, the class-weighted token-classification loss), and the checks of
-class labels that make a wrong label a clear error rather than torch's bare `IndexError` (classification and
-masked-LM heads compute their losses with `loss_function`)."""
+autoencoder's per-modality reconstruction losses, the class-weighted token-classification loss, the forecasting loss
+over observed future values), and the checks of class labels that make a wrong label a clear error rather than
+torch's bare `IndexError` (classification and masked-LM heads compute their losses with `loss_function`)."""
 
 from __future__ import annotations
 
@@ -200,3 +200,32 @@ def _gather_target(
             "it must have the size of the model's output (the config's frames, frame size and audio length)."
         )
     return gathered
+
+
+def forecast_loss(adapter, params, loc: torch.Tensor, scale: torch.Tensor, target, observed=None) -> torch.Tensor:
+    """The forecasting loss of an output adapter (`DistributionOutputAdapter`: negative log-likelihood;
+    `PointOutputAdapter`: squared or absolute error of the scaled values), averaged over the observed target
+    values `(batch, steps, channels)`; missing ones (0 in `observed`, where NaN is allowed) are left out."""
+    expected = tuple(params[0].shape)
+    if not isinstance(target, torch.Tensor) or tuple(target.shape) != expected:
+        got = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+        raise ValueError(
+            f"Expected `future_values` of shape {expected} (batch, decoded steps, channels) to match the forecast, "
+            f"got {got}."
+        )
+    finite = torch.isfinite(target)
+    if observed is None:
+        if not finite.all():
+            raise ValueError(
+                "`future_values` has NaN or infinite values: pass `future_observed_mask` (0 where a value is missing) "
+                "to leave them out of the loss."
+            )
+        observed = finite
+    elif tuple(observed.shape) != expected:
+        raise ValueError(f"Expected `future_observed_mask` of shape {expected}, got {tuple(observed.shape)}.")
+    observed = observed.to(torch.bool)
+    if not finite[observed].all():
+        raise ValueError("`future_values` has NaN or infinite values where `future_observed_mask` is 1: set it to 0 there.")
+    target = target.to(params[0].dtype).masked_fill(~observed, 0.0)
+    per_value = adapter.loss(params, loc, scale, target).masked_fill(~observed, 0.0)
+    return per_value.sum() / observed.sum().clamp_min(1)

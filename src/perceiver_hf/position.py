@@ -17,8 +17,15 @@ import torch
 from torch import nn
 
 
+def _as_dim(size) -> int:
+    # Symbolic sizes (torch.export, torch.compile with dynamic shapes) stay symbolic: int() would fix them.
+    return size if isinstance(size, (int, torch.SymInt)) else int(size)
+
+
 def _as_dims(index_dims: int | Sequence[int]) -> tuple[int, ...]:
-    return (int(index_dims),) if isinstance(index_dims, int) else tuple(int(d) for d in index_dims)
+    if isinstance(index_dims, (int, torch.SymInt)):
+        return (index_dims,)
+    return tuple(_as_dim(d) for d in index_dims)
 
 
 def _num_elements(dims: Sequence[int]) -> int:
@@ -28,6 +35,27 @@ def _num_elements(dims: Sequence[int]) -> int:
 
 def _feature_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def grid_coordinates(flat: torch.Tensor, index_dims: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """Row-major coordinates of the flat indices `flat` in a grid of shape `index_dims` (`torch.unravel_index`,
+    written with floor division so that symbolic sizes stay symbolic under `torch.export`)."""
+    coordinates = []
+    for size in reversed(index_dims):
+        quotient = torch.div(flat, size, rounding_mode="floor")
+        coordinates.append(flat - quotient * size)  # not `%`: ONNX export has no remainder by a symbolic size
+        flat = quotient
+    return tuple(reversed(coordinates))
+
+
+def _linspace(size: int, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
+    """`torch.linspace(-1, 1, size)`. A symbolic `size` (under `torch.export`) would be fixed to its example value
+    by `linspace`, so it is computed from `arange` instead, the same way (from both ends), to within rounding."""
+    if not isinstance(size, torch.SymInt):
+        return torch.linspace(-1.0, 1.0, steps=size, dtype=dtype, device=device)
+    index = torch.arange(size, device=device, dtype=dtype)
+    step = 2.0 / torch.sym_max(size - 1, 1)
+    return torch.where(index < (size + 1) // 2, -1.0 + step * index, 1.0 - step * (size - 1 - index))
 
 
 def linear_positions(
@@ -47,9 +75,9 @@ def linear_positions(
     total = _num_elements(dims)
     end = total if end is None else end
     flat = torch.arange(start, end, device=device)
-    coordinates = torch.unravel_index(flat, dims)
+    coordinates = grid_coordinates(flat, dims)
     columns = [
-        torch.linspace(-1.0, 1.0, steps=size, dtype=dtype, device=device)[coordinate]
+        _linspace(size, dtype, device)[coordinate]
         for size, coordinate in zip(dims, coordinates)
     ]
     return torch.stack(columns, dim=-1)
@@ -176,6 +204,72 @@ class TrainablePositionEncoding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"index_dims={self.index_dims}, num_channels={self.num_channels}"
+
+
+class TimeEncoding(nn.Module):
+    """Features of time steps (for time series): `t / max_period`, `sin` and `cos` of `2 pi t / p` for `num_bands`
+    periods `p` spaced geometrically from `min_period` to `max_period` steps, then `num_time_features` features
+    given with every step (calendar features such as the time of day, or any known covariate).
+
+    The grid encodings above place a fixed number of points in [-1, 1]; a time step here is an offset counted in
+    steps (from the forecast origin), so every past or future step has an encoding and a model can be asked for
+    any horizon. Geometric periods cover both the step-to-step scale and the whole context with few bands.
+    """
+
+    def __init__(self, num_bands: int = 32, max_period: float = 4096.0, min_period: float = 2.0, num_time_features: int = 0):
+        super().__init__()
+        if num_bands < 1 or not 0 < min_period < max_period or num_time_features < 0:
+            raise ValueError(
+                f"A time encoding needs num_bands >= 1, 0 < min_period < max_period and num_time_features >= 0, got "
+                f"num_bands={num_bands}, min_period={min_period}, max_period={max_period}, "
+                f"num_time_features={num_time_features}."
+            )
+        self.num_bands, self.max_period, self.min_period = int(num_bands), float(max_period), float(min_period)
+        self.num_time_features = int(num_time_features)
+
+    @property
+    def num_channels(self) -> int:
+        return 2 * self.num_bands + 1 + self.num_time_features
+
+    def forward(
+        self, steps: torch.Tensor, time_features: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
+        name: str = "time_features",
+    ) -> torch.Tensor:
+        """`(1 or batch, n)` time steps and `(batch, n, num_time_features)` features -> `(1 or batch, n,
+        num_channels)`. `name` is the argument the features came in, for error messages."""
+        self.check_time_features(time_features, steps.shape[-1], name)
+        compute_dtype = _feature_dtype(dtype)
+        steps = steps.to(compute_dtype)[..., None]
+        periods = torch.logspace(
+            math.log10(self.min_period), math.log10(self.max_period), self.num_bands, dtype=compute_dtype,
+            device=steps.device,
+        )
+        angles = (2 * math.pi) * steps / periods
+        features = torch.cat([steps / self.max_period, torch.sin(angles), torch.cos(angles)], dim=-1).to(dtype)
+        if time_features is None:
+            return features
+        features = features.expand(time_features.shape[0], -1, -1)
+        return torch.cat([features, time_features.to(dtype)], dim=-1)
+
+    def check_time_features(self, time_features: torch.Tensor | None, num_steps: int, name: str) -> None:
+        """Refuse missing or misshapen time features, naming the argument `name` they came in."""
+        expected = (num_steps, self.num_time_features)
+        if self.num_time_features and time_features is None:
+            raise ValueError(
+                f"This model was built with {self.num_time_features} time features per step: pass `{name}` of "
+                f"shape (batch, {expected[0]}, {expected[1]})."
+            )
+        if time_features is not None and (time_features.ndim != 3 or tuple(time_features.shape[1:]) != expected):
+            raise ValueError(
+                f"Expected `{name}` of shape (batch, {expected[0]}, {expected[1]}), got {tuple(time_features.shape)}"
+                f" (the model takes {self.num_time_features} time features per step)."
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_bands={self.num_bands}, min_period={self.min_period}, max_period={self.max_period}, "
+            f"num_time_features={self.num_time_features}"
+        )
 
 
 def build_position_encoding(spec: dict) -> FourierPositionEncoding | TrainablePositionEncoding:

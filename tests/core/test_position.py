@@ -9,6 +9,7 @@ from transformers.models.perceiver import modeling_perceiver as reference
 
 from perceiver_hf.position import (
     FourierPositionEncoding,
+    TimeEncoding,
     TrainablePositionEncoding,
     build_position_encoding,
     linear_positions,
@@ -83,3 +84,28 @@ def test_position_encodings_are_built_from_config_dicts():
     assert build_position_encoding({"type": "trainable", "index_dims": [3, 4], "num_channels": 2}).position_embeddings.shape == (12, 2)
     with pytest.raises(ValueError, match="Unknown position encoding type 'sinusoid'"):
         build_position_encoding({"type": "sinusoid"})
+
+
+def test_time_encoding_is_the_step_and_geometric_sines_and_cosines():
+    encoding = TimeEncoding(num_bands=4, max_period=64.0, min_period=4.0)
+    steps = torch.tensor([[-10.0, 0.0, 3.0, 1000.0]])  # any offset, past or future, has an encoding
+    features = encoding(steps, dtype=torch.float64)
+    periods = np.geomspace(4.0, 64.0, 4)
+    angles = 2 * np.pi * steps.double().numpy()[0, :, None] / periods
+    expected = np.concatenate([steps.double().numpy()[0, :, None] / 64.0, np.sin(angles), np.cos(angles)], axis=-1)
+    assert features.shape == (1, 4, encoding.num_channels) == (1, 4, 9)
+    np.testing.assert_allclose(features[0].numpy(), expected, atol=1e-12)
+
+
+def test_time_encoding_appends_time_features_and_checks_their_shape():
+    encoding = TimeEncoding(num_bands=2, num_time_features=3)
+    steps, extra = torch.arange(5.0)[None], torch.randn(2, 5, 3)
+    features = encoding(steps, extra)
+    assert features.shape == (2, 5, 5 + 3) and torch.equal(features[..., 5:], extra)
+    assert torch.equal(features[0, :, :5], features[1, :, :5])
+    with pytest.raises(ValueError, match=r"pass `time_features` of shape \(batch, 5, 3\)"):
+        encoding(steps)
+    with pytest.raises(ValueError, match=r"Expected `time_features` of shape \(batch, 5, 3\), got \(2, 5, 2\)"):
+        encoding(steps, extra[..., :2])
+    with pytest.raises(ValueError, match="0 < min_period < max_period"):
+        TimeEncoding(num_bands=2, max_period=1.0)

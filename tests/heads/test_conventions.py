@@ -19,6 +19,7 @@ from perceiver_hf import (
     PerceiverIOForMultimodalAutoencoding,
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
+    PerceiverIOForTimeSeriesForecasting,
     PerceiverIOModel,
 )
 from tests.helpers import perturb_
@@ -79,6 +80,14 @@ HEADS = {
             decoder_output_channels=16, decoder_chunk_size=50, **CORE,
         ),
         lambda batch: {"image": torch.rand(batch, 2, 3, 8, 8), "audio": torch.rand(batch, 32, 1) * 2 - 1},
+    ),
+    "time-series-forecasting": Head(
+        PerceiverIOForTimeSeriesForecasting,
+        lambda: PerceiverIOConfig.for_time_series_forecasting(
+            context_length=12, prediction_length=4, num_channels=2, d_model=16, num_bands=4, **CORE
+        ),
+        lambda batch: {"past_values": torch.randn(batch, 12, 2)},
+        output="prediction_outputs",
     ),
 }
 

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import REPO, assert_parity
+from tests.helpers import REPO, assert_parity, free_port
 from tests.helpers.training_job import small_trainer
 
 JOB = REPO / "tests" / "helpers" / "training_job.py"
 STEPS = 4
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_end_with_identical_weights_equal_to_one_process(tmp_path):

@@ -27,6 +27,14 @@ def concatenate_blocks(blocks: list) -> torch.Tensor | dict[str, torch.Tensor]:
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
 
 
+def query_blocks(num_queries: int, chunk_size: int) -> list[tuple[int, int]]:
+    """`(start, end)` of each block of at most `chunk_size` queries. One block when it covers them all, decided
+    without a loop, so that a symbolic number of queries (under `torch.export`) stays symbolic."""
+    if chunk_size >= num_queries:
+        return [(0, num_queries)]
+    return [(start, min(start + chunk_size, num_queries)) for start in range(0, num_queries, chunk_size)]
+
+
 class PerceiverIODecoder(nn.Module):
     """Output queries cross-attend to the latents; an optional linear layer projects the result.
 
@@ -95,8 +103,8 @@ class PerceiverIODecoder(nn.Module):
         rewrite = planner.decoder_rewrite(self.cross_attention, num_queries, num_keys=latents.shape[1])
         key_values = (rewrite or self.cross_attention.attention).key_values(latents)
         outputs, weights = [], []
-        for start in range(0, num_queries, chunk_size):
-            end = min(start + chunk_size, num_queries)
+        blocks = query_blocks(num_queries, chunk_size)
+        for start, end in blocks:
             queries = self.queries(inputs, start, end, **query_kwargs)
             mask = None if query_mask is None else query_mask[:, start:end].to(torch.bool)[:, None, :, None]
             output, attn_weights = self.cross_attention(
@@ -111,7 +119,7 @@ class PerceiverIODecoder(nn.Module):
             outputs.append(output if postprocess is None else postprocess(output, start, end))
             weights.append(attn_weights)
             if on_block is not None:
-                on_block(len(outputs), -(-num_queries // chunk_size))
+                on_block(len(outputs), len(blocks))
         output = concatenate_blocks(outputs)
         if not output_attentions:
             return output, None

@@ -59,3 +59,38 @@ class PerceiverIOMultimodalAutoencodingOutput(PerceiverIOClassifierOutput):
     target."""
 
     modality_losses: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class PerceiverIOForecastOutput(ModelOutput):
+    """Output of `PerceiverIOForTimeSeriesForecasting` (the fields of transformers' `PatchTSTForPredictionOutput`,
+    with the distribution's parameters in a field of their own).
+
+    Attributes:
+        loss: mean negative log-likelihood (or point loss) over the observed future values, when `future_values`
+            are given.
+        prediction_outputs: `(batch, steps, num_channels)` point forecast in the data's units (the distribution's
+            mean for a distribution head).
+        distribution_params: the forecast distribution's parameters, each `(batch, steps, num_channels)`, in the
+            scaled space (`model.distribution(output)` is the distribution in the data's units); for a point head,
+            the scaled point forecast.
+        loc, scale: `(batch, 1, num_channels)`, the scaler's statistics of each history.
+        hidden_states, attentions, cross_attentions: see `PerceiverIOClassifierOutput`.
+    """
+
+    loss: torch.Tensor | None = None
+    prediction_outputs: torch.Tensor | None = None
+    distribution_params: tuple[torch.Tensor, ...] | None = None
+    loc: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class PerceiverIOSampleOutput(ModelOutput):
+    """What `generate` returns (as transformers' time-series models): `sequences`, `(batch, num_parallel_samples,
+    steps, num_channels)` draws from the forecast distribution (one draw, the point forecast, for a point head)."""
+
+    sequences: torch.Tensor | None = None

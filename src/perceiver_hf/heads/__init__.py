@@ -7,6 +7,7 @@ from .masked_lm import PerceiverIOForMaskedLM
 from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding
 from .optical_flow import PerceiverIOForOpticalFlow
 from .sequence_classification import PerceiverIOForSequenceClassification
+from .time_series_forecasting import PerceiverIOForTimeSeriesForecasting
 from .token_classification import PerceiverIOForTokenClassification
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "PerceiverIOForMultimodalAutoencoding",
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
+    "PerceiverIOForTimeSeriesForecasting",
     "PerceiverIOForTokenClassification",
     "PerceiverIOHead",
 ]

@@ -10,6 +10,7 @@ from .image import ConvStem, ImageInputAdapter
 from .multimodal import MultimodalInputAdapter, OneHotInputAdapter
 from .patches import space_to_depth
 from .text import TextInputAdapter
+from .time_series import TimeSeriesInputAdapter
 from .video import VideoPatchesInputAdapter
 
 INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
@@ -20,6 +21,7 @@ INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
     "multimodal": MultimodalInputAdapter,
     "one_hot": OneHotInputAdapter,
     "text": TextInputAdapter,
+    "time_series": TimeSeriesInputAdapter,
     "video_patches": VideoPatchesInputAdapter,
 }
 
@@ -44,6 +46,7 @@ __all__ = [
     "MultimodalInputAdapter",
     "OneHotInputAdapter",
     "TextInputAdapter",
+    "TimeSeriesInputAdapter",
     "VideoPatchesInputAdapter",
     "build_input_adapter",
     "space_to_depth",

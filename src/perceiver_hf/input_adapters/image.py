@@ -22,7 +22,9 @@ def _ceil_div(a: int, b: int) -> int:
 def _tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's SAME padding for one dimension: the odd pixel goes at the end."""
     out = _ceil_div(size, stride)
-    total = max((out - 1) * stride + kernel - size, 0)
+    total = (out - 1) * stride + kernel - size
+    if kernel < stride:  # otherwise the total is at least kernel - stride: no max() on symbolic sizes
+        total = max(total, 0)
     return total // 2, total - total // 2
 
 

@@ -6,14 +6,17 @@ from ..configuration import PerceiverIOConfig
 from .base import OutputAdapter
 from .classification import ClassificationOutputAdapter
 from .flow import FlowOutputAdapter
+from .forecast import DistributionOutputAdapter, PointOutputAdapter
 from .multimodal import ModalityOutputAdapter, MultimodalOutputAdapter
 from .text import TiedEmbeddingLogits
 from .token_classification import TokenClassificationOutputAdapter
 
 OUTPUT_ADAPTERS: dict[str, type[OutputAdapter]] = {
     "classification": ClassificationOutputAdapter,
+    "distribution": DistributionOutputAdapter,
     "flow": FlowOutputAdapter,
     "multimodal": MultimodalOutputAdapter,
+    "point": PointOutputAdapter,
     "tied_embeddings": TiedEmbeddingLogits,
     "token_classification": TokenClassificationOutputAdapter,
 }
@@ -37,10 +40,12 @@ def build_output_adapter(config: PerceiverIOConfig, in_channels: int, head_type:
 __all__ = [
     "OUTPUT_ADAPTERS",
     "ClassificationOutputAdapter",
+    "DistributionOutputAdapter",
     "FlowOutputAdapter",
     "ModalityOutputAdapter",
     "MultimodalOutputAdapter",
     "OutputAdapter",
+    "PointOutputAdapter",
     "TiedEmbeddingLogits",
     "TokenClassificationOutputAdapter",
     "build_output_adapter",

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from .generation import PerceiverARGenerationMixin
 from .inputs import cache_field
@@ -49,10 +50,8 @@ class PerceiverARForCausalLM(PerceiverARPreTrainedModel, PerceiverARGenerationMi
         labels: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         cache: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> PerceiverARCausalLMOutput:
         r"""
         Like `PerceiverARModel.forward`, plus `labels`.
@@ -75,8 +74,7 @@ class PerceiverARForCausalLM(PerceiverARPreTrainedModel, PerceiverARGenerationMi
             prefix_len=prefix_len,
             past_key_values=cache if cache is not None else past_key_values,
             use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            **kwargs,
         )
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None

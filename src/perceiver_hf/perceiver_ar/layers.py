@@ -8,11 +8,13 @@ attend among the latents. Queries and keys are right-aligned (see `perceiver_hf.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 from torch import nn
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.processing_utils import Unpack
 
 from ..causal_mask import additive_mask
 from ..core.attention import PerceiverIOAttention, PerceiverIOMLP
@@ -26,6 +28,18 @@ class Rotation:
 
     query: tuple[torch.Tensor, torch.Tensor]
     key: tuple[torch.Tensor, torch.Tensor]
+
+
+class CausalAttentionInputs(TypedDict, total=False):
+    """What a Perceiver AR layer passes on to its attention, besides the hidden states."""
+
+    prefix: torch.Tensor | None
+    rotation: Rotation | None
+    attention_mask: torch.Tensor | None
+    plain_causal: bool
+    cache: Cache | None
+    layer_idx: int
+    output_attentions: bool
 
 
 class CausalRotaryAttention(PerceiverIOAttention):
@@ -107,26 +121,9 @@ class PerceiverARLayer(GradientCheckpointingLayer):
         self.residual_dropout = nn.Dropout(config.residual_dropout)
 
     def forward(
-        self,
-        hidden_states: torch.Tensor,
-        prefix: torch.Tensor | None = None,
-        rotation: Rotation | None = None,
-        attention_mask: torch.Tensor | None = None,
-        plain_causal: bool = False,
-        cache: Cache | None = None,
-        layer_idx: int = 0,
-        output_attentions: bool = False,
+        self, hidden_states: torch.Tensor, **attention_inputs: Unpack[CausalAttentionInputs]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention_output, attn_weights = self.attention(
-            hidden_states,
-            prefix=prefix,
-            rotation=rotation,
-            attention_mask=attention_mask,
-            plain_causal=plain_causal,
-            cache=cache,
-            layer_idx=layer_idx,
-            output_attentions=output_attentions,
-        )
+        attention_output, attn_weights = self.attention(hidden_states, **attention_inputs)
         hidden_states = hidden_states + self.residual_dropout(attention_output)
         mlp_output = self.mlp(self.mlp_norm(hidden_states))
         return hidden_states + self.residual_dropout(mlp_output), attn_weights

@@ -31,16 +31,19 @@ from .optical_flow import (
     flow_output_config,
     optical_flow,
 )
+from .time_series import CALENDAR_FEATURES, TIME_SERIES_CORE, time_series_components, time_series_forecasting
 from .video import VIDEO_AUTOENCODING_CORE, multimodal_autoencoding, multimodal_autoencoding_components
 
 __all__ = [
     "BYTE_VOCAB_SIZE",
+    "CALENDAR_FEATURES",
     "DEEPMIND_GELU",
     "IMAGENET_CORE",
     "IMAGENET_SIZE",
     "LANGUAGE_CORE",
     "OPTICAL_FLOW_CORE",
     "OPTICAL_FLOW_TRAIN_SIZE",
+    "TIME_SERIES_CORE",
     "VIDEO_AUTOENCODING_CORE",
     "classification_decoder_config",
     "flow_adapter_config",
@@ -57,6 +60,8 @@ __all__ = [
     "optical_flow",
     "sequence_classification",
     "text_adapter_config",
+    "time_series_components",
+    "time_series_forecasting",
     "token_classification",
     "trainable_position_encoding",
     "transformers_sizes",

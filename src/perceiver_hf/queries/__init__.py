@@ -11,6 +11,7 @@ from .base import FactoredQueries, OutputQueries, check_output_points
 from .fourier import FourierQueries, subsampled_positions
 from .inputs import InputQueries
 from .multimodal import MultimodalQueries
+from .time import TimeQueries
 from .trainable import TrainableQueries
 
 OUTPUT_QUERIES: dict[str, type[OutputQueries]] = {
@@ -18,6 +19,7 @@ OUTPUT_QUERIES: dict[str, type[OutputQueries]] = {
     "inputs": InputQueries,
     "fourier": FourierQueries,
     "multimodal": MultimodalQueries,
+    "time": TimeQueries,
 }
 
 
@@ -37,6 +39,7 @@ __all__ = [
     "InputQueries",
     "MultimodalQueries",
     "OutputQueries",
+    "TimeQueries",
     "TrainableQueries",
     "build_output_queries",
     "check_output_points",

@@ -55,7 +55,7 @@ class FourierQueries(OutputQueries):
         return math.prod(self.index_dims)
 
     def num_queries(self, inputs: InputArray, subsampled_points: torch.Tensor | None = None) -> int:
-        return self.num_outputs if subsampled_points is None else len(subsampled_points)
+        return self.num_outputs if subsampled_points is None else subsampled_points.shape[0]
 
     def indices(self, start: int, end: int, subsampled_points: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """Flat grid indices of queries `start:end`."""

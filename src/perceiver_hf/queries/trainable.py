@@ -64,7 +64,7 @@ class TrainableQueries(OutputQueries):
 
     def num_queries(self, inputs: InputArray, subsampled_points: torch.Tensor | None = None) -> int:
         if subsampled_points is not None:
-            return len(subsampled_points)
+            return subsampled_points.shape[0]  # not len(): it would fix a symbolic size
         if not self.match_input_length:
             return self.queries.shape[0]
         if inputs.length > self.queries.shape[0]:

@@ -30,6 +30,17 @@ def _absorbing_pays_off(
     return absorbed < usual
 
 
+def _size_hint(size: int) -> int:
+    """A concrete size for a cost rule. A symbolic size (under `torch.export`) gives its example value, without the
+    guard a comparison would add: the paths a rule chooses between compute the same function, so the traced graph
+    is right at every size, and fastest near the example's."""
+    if isinstance(size, torch.SymInt):
+        from torch.fx.experimental.symbolic_shapes import optimization_hint
+
+        return optimization_hint(size)
+    return size
+
+
 def _weights_readable(layer: PerceiverIOLayer) -> bool:
     # The rewrites read weights outside their modules' forward, where Accelerate's offloading hooks leave them on
     # the meta device: offloaded layers take the plain path.
@@ -66,7 +77,7 @@ def decoder_rewrite(layer: PerceiverIOLayer, num_queries: int, num_keys: int) ->
     absorbs = (
         attention.is_cross_attention
         and _absorbing_pays_off(
-            num_queries,
+            _size_hint(num_queries),
             num_keys,
             attention.num_heads,
             attention.query.in_features,
