@@ -71,6 +71,11 @@ class PerceiverIOByteTokenizer(TokenizersBackend):
         kwargs.pop("tokenizer_file", None)
         super().__init__(model_max_length=model_max_length, **kwargs)
 
+    def _encode_plus(self, text, text_pair=None, *args, **kwargs):
+        if isinstance(text, (list, tuple)) and not text:  # transformers' batch encoding fails on it with an IndexError
+            raise ValueError("Nothing to tokenize: the batch of texts is empty. Give a string or a list of strings.")
+        return super()._encode_plus(text, text_pair, *args, **kwargs)
+
     @classmethod
     def from_slow(cls, tokenizer: PerceiverTokenizer) -> PerceiverIOByteTokenizer:
         """The fast equivalent of a `PerceiverTokenizer`, with its length limit and padding side."""

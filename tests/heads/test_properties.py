@@ -8,7 +8,7 @@ from functools import cache
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForTokenClassification
@@ -23,7 +23,6 @@ HEADS = {
         lambda batch: {"input_ids": torch.randint(6, 40, (batch, 9))},
     ),
 }
-SETTINGS = settings(max_examples=int(__import__('os').environ.get('EXAMPLES', 12)), deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.bool]
 
 
@@ -110,7 +109,6 @@ def check_call(name: str, inputs: dict, well_formed: bool) -> None:
 
 @pytest.mark.parametrize("name", HEADS)
 def test_a_drawn_call_gives_a_correct_output_or_a_clear_error(name):
-    @SETTINGS
     @given(call=calls(name))
     def check(call):
         check_call(name, *call)

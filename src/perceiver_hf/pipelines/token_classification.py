@@ -75,6 +75,16 @@ class PerceiverIOTokenClassificationPipeline(TokenClassificationPipeline):
             previous = {"start": start, "word_index": word_index}
         return pre_entities
 
+    def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
+        entities = super().postprocess(all_outputs, aggregation_strategy, ignore_labels)
+        if isinstance(self.tokenizer, PerceiverIOByteTokenizer) and aggregation_strategy != AggregationStrategy.NONE:
+            # A group's word is its span of the text: decoding its bytes would break a character whose bytes
+            # were labelled apart (the `simple` strategy groups bytes, not characters).
+            sentence = all_outputs[0]["sentence"]
+            for entity in entities:
+                entity["word"] = sentence[entity["start"] : entity["end"]]
+        return entities
+
     def aggregate_word(self, entities: list[dict], aggregation_strategy: AggregationStrategy) -> dict:
         word = super().aggregate_word(entities, aggregation_strategy)
         if isinstance(self.tokenizer, PerceiverIOByteTokenizer):
