@@ -234,7 +234,9 @@ def load_transformers_checkpoint(cls, load: Callable, source, source_config: dic
     """`cls.from_pretrained(source)` for a transformers Perceiver checkpoint: `load` (transformers' own
     `from_pretrained`) reads the translated config and the renamed weights; nothing may be left over."""
     head = ARCHITECTURES[source_architecture(source_config)][0]
-    if cls.__name__ not in (head, "PerceiverIOModel"):
+    # Heads that start from a masked LM (`perceiver_hf.heads.from_masked_lm`) name it in `masked_lm_replaces`.
+    starts_from = "PerceiverIOForMaskedLM" if getattr(cls, "masked_lm_replaces", ()) else None
+    if cls.__name__ not in (head, "PerceiverIOModel") and head != starts_from:
         raise ValueError(
             f"{source} is a transformers {source_architecture(source_config)} checkpoint, which loads into {head} "
             f"(or PerceiverIOModel), not {cls.__name__}."
