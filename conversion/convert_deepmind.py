@@ -104,6 +104,16 @@ def build_config(task: DeepMindTask, deepmind_config: dict[str, Any]) -> perceiv
         ) from None
 
 
+def check_task(task: DeepMindTask, deepmind_config: dict[str, Any]) -> None:
+    """Refuse DeepMind arguments that describe another task's model: its card, name and accuracy would be wrong."""
+    if task.task_of is None:
+        return
+    described, why = task.task_of(deepmind_config)
+    if described != task.name:
+        fix = f"that is a --task {described} model" if described else "none of the tasks converts that model"
+        raise ValueError(f"--task {task.name} does not match the DeepMind configuration ({why}): {fix}.")
+
+
 def convert_checkpoint(task: DeepMindTask, checkpoint: Path | dict, deepmind_config: dict[str, Any]):
     """The converted perceiver_hf model (`checkpoint`: a file, or its unpickled tree).
 
@@ -302,6 +312,7 @@ def model_card_context(
     """
     return {
         **task.metadata,
+        **(task.card_values(deepmind_config, config) if task.card_values else {}),
         "task": task.name,
         "summary": task.summary,
         "head": task.head,
@@ -325,6 +336,7 @@ def run(args: argparse.Namespace) -> Path:
     output = check_output_folder(args.output)
     deepmind_config = load_deepmind_config(task, args.deepmind_config)
     build_config(task, deepmind_config)  # a malformed configuration fails before any download
+    check_task(task, deepmind_config)
     checkpoint, url = fetch_checkpoint(args.checkpoint, task, args.cache_dir or default_cache_dir())
     print(f"Reading {checkpoint}")
     try:

@@ -30,9 +30,10 @@ from transformers.utils import cached_file
 
 import perceiver_hf
 from perceiver_hf import PerceiverARForCausalLM
-from perceiver_hf.from_transformers import read_config_dict
 from perceiver_hf.model_folder import check_output_folder, render_model_card, staged_output_folder
 from perceiver_hf.perceiver_ar.from_krasserm import is_krasserm_config
+
+from .sources import read_source_config
 
 MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_output_folder(args.output)
-        config_dict = read_config_dict(args.source)
-    except (ValueError, OSError) as error:
+        config_dict = read_source_config(args.source)
+    except ValueError as error:
         parser.error(str(error))
     if config_dict is None or not is_krasserm_config(config_dict):
         found = None if config_dict is None else config_dict.get("model_type")

@@ -27,10 +27,12 @@ if __name__ == "__main__" and not __package__:
 import torch
 
 import perceiver_hf  # registers the Auto classes
-from perceiver_hf.from_transformers import ARCHITECTURES, read_config_dict, source_architecture
+from perceiver_hf.from_transformers import ARCHITECTURES, source_architecture
 from perceiver_hf.input_adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
 from perceiver_hf.model_folder import check_output_folder, staged_output_folder
 from perceiver_hf.processing import PerceiverIOFlowProcessor
+
+from .sources import read_source_config
 
 PROCESSOR_FILES = (
     "preprocessor_config.json",
@@ -78,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_output_folder(args.output)
+        config_dict = read_source_config(args.source)
     except ValueError as error:
         parser.error(str(error))
-    config_dict = read_config_dict(args.source)
     if config_dict is None:
-        parser.error(f"{args.source} has no config.json")
+        parser.error(f"{args.source} has no config.json: it is not a transformers checkpoint folder.")
     try:
         architecture = source_architecture(config_dict)
     except ValueError as error:

@@ -19,16 +19,13 @@ is printed before and after training (chance is 50%).
 from __future__ import annotations
 
 import argparse
-import ast
 import copy
-import hashlib
-import importlib.util
 import random
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
+from docstring_corpus import docstrings, hash_fraction, prose_paragraphs, sentences, source_files
 from transformers import DataCollatorWithPadding, PerceiverTokenizer, Trainer, TrainingArguments, pipeline
 
 import perceiver_hf  # noqa: F401  (registers the Auto classes and pipelines)
@@ -37,22 +34,10 @@ from perceiver_hf.presets import classification_decoder_config
 
 LABELS = {"networkx": "graphs", "sympy": "mathematics"}
 
-# Docstring lines that are not prose: doctests, reST markup, section underlines, indented code or parameters.
-_NOT_PROSE = re.compile(r"^\s*(>>>|\.\.\.|[-=~^]{3,}|\.\. |:)|^\s{4,}")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
-
-def _sentences(docstring: str):
-    paragraphs, lines = [], []
-    for line in docstring.splitlines() + [""]:
-        if not line.strip() or _NOT_PROSE.match(line):
-            if lines:
-                paragraphs.append(" ".join(lines))
-                lines = []
-        else:
-            lines.append(line.strip())
-    for paragraph in paragraphs:
-        for sentence in _SENTENCE_END.split(paragraph):
+def _prose_sentences(docstring: str):
+    for paragraph in prose_paragraphs(docstring):
+        for sentence in sentences(paragraph):
             letters = sum(ch.isalpha() or ch == " " for ch in sentence)
             if 40 <= len(sentence) <= 200 and sentence[0].isupper() and sentence.endswith(".") and letters > 0.85 * len(sentence):
                 yield sentence
@@ -60,19 +45,11 @@ def _sentences(docstring: str):
 
 def docstring_sentences(package: str, limit: int) -> list[str]:
     """Up to `limit` distinct prose sentences from the docstrings of an installed package (tests excluded)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise ValueError(f"The package {package!r} is not installed; it ships with PyTorch, reinstall torch.")
     found: dict[str, None] = {}
-    for path in sorted(Path(spec.origin).parent.rglob("*.py")):
-        if "tests" in path.parts:
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                docstring = ast.get_docstring(node)
-                for sentence in _sentences(docstring or ""):
-                    found.setdefault(sentence)
+    for path in source_files(package):
+        for docstring in docstrings(path):
+            for sentence in _prose_sentences(docstring):
+                found.setdefault(sentence)
         if len(found) >= limit:
             break
     return list(found)[:limit]
@@ -83,8 +60,7 @@ def load_dataset(per_class: int = 1500, test_fraction: float = 0.2, seed: int = 
     train, test = [], []
     for label, package in enumerate(LABELS):
         for text in docstring_sentences(package, per_class):
-            bucket = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 16**8
-            (test if bucket < test_fraction else train).append({"text": text, "label": label})
+            (test if hash_fraction(text) < test_fraction else train).append({"text": text, "label": label})
     rng = random.Random(seed)
     rng.shuffle(train)
     rng.shuffle(test)
@@ -144,19 +120,11 @@ def accuracy(prediction) -> dict[str, float]:
     return {"accuracy": float((np.argmax(prediction.predictions, axis=-1) == prediction.label_ids).mean())}
 
 
-def make_trainer(
-    model: PerceiverIOForSequenceClassification,
-    tokenizer: PerceiverTokenizer,
-    train: list[dict],
-    test: list[dict],
-    output_dir: str | Path,
-    max_steps: int,
-    batch_size: int = 32,
-    learning_rate: float = 3e-4,
-    logging_steps: int = 50,
-    seed: int = 0,
-) -> Trainer:
-    arguments = TrainingArguments(
+def training_arguments(
+    output_dir: str | Path, max_steps: int, batch_size: int, learning_rate: float, logging_steps: int, seed: int
+) -> TrainingArguments:
+    """The examples' training set-up: AdamW with weight decay, warm-up then a cosine schedule, no checkpoints."""
+    return TrainingArguments(
         output_dir=str(output_dir),
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,
@@ -172,9 +140,23 @@ def make_trainer(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
+
+
+def make_trainer(
+    model: PerceiverIOForSequenceClassification,
+    tokenizer: PerceiverTokenizer,
+    train: list[dict],
+    test: list[dict],
+    output_dir: str | Path,
+    max_steps: int,
+    batch_size: int = 32,
+    learning_rate: float = 3e-4,
+    logging_steps: int = 50,
+    seed: int = 0,
+) -> Trainer:
     return Trainer(
         model=model,
-        args=arguments,
+        args=training_arguments(output_dir, max_steps, batch_size, learning_rate, logging_steps, seed),
         train_dataset=train,
         eval_dataset=test,
         data_collator=DataCollatorWithPadding(tokenizer),

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Property-based tests: a few derandomized examples per run (the same on every machine, quick in CI);
+# HYPOTHESIS_PROFILE=thorough draws many more, to hunt for new failures.
+settings.register_profile(
+    "default", max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+settings.register_profile("thorough", settings.get_profile("default"), max_examples=300)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

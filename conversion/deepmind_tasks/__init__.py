@@ -39,6 +39,11 @@ class DeepMindTask:
         summary: one line for `--help` and the model card.
         metadata: extra values for the model card template (e.g. `{"top1_accuracy": 79.0}`); see
             `model_card_context` in `convert_deepmind.py` for the values every template gets.
+        task_of: DeepMind arguments -> (the name of the task they describe, or None for none of them; why), for
+            tasks that share a head and a configuration layout (the three ImageNet classifiers): a checkpoint
+            converted with another task's arguments must not be published under this task's name.
+        card_values: (DeepMind arguments, our config) -> template values that depend on the converted
+            architecture (they override `metadata`), so that a card describes the model it comes with.
     """
 
     name: str
@@ -51,6 +56,8 @@ class DeepMindTask:
     model_card: str | None = None
     summary: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    task_of: Callable[[dict[str, Any]], tuple[str | None, str]] | None = None
+    card_values: Callable[[dict[str, Any], PerceiverIOConfig], dict[str, Any]] | None = None
 
     @property
     def url(self) -> str:

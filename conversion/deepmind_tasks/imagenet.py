@@ -161,6 +161,37 @@ def convert(params: HaikuParams, deepmind: dict[str, Any], config: PerceiverIOCo
     return weights
 
 
+# The three classifiers differ only in their input preprocessor: (prep_type, position_encoding_type) names the task.
+_VARIANTS = {("conv1x1", "trainable"): "learned", ("pixels", "fourier"): "fourier", ("conv", "fourier"): "conv"}
+
+
+def task_of(deepmind: dict[str, Any]) -> tuple[str | None, str]:
+    """The ImageNet task a DeepMind configuration is for, and the preprocessor that says so."""
+    preprocessor = deepmind["config"]["input_preprocessor"]
+    kind = (preprocessor.get("prep_type"), preprocessor.get("position_encoding_type"))
+    variant = _VARIANTS.get(kind)
+    return (f"imagenet-{variant}" if variant else None), f"prep_type {kind[0]!r}, position_encoding_type {kind[1]!r}"
+
+
+def card_values(deepmind: dict[str, Any], config: PerceiverIOConfig) -> dict[str, Any]:
+    """The card's description of the input preprocessing, read from the converted configuration."""
+    adapter = config.input_adapter
+    positions = adapter["position_encoding"]
+    if adapter["prep_type"] == "conv1x1":
+        height, width = positions["index_dims"]
+        description = (
+            f"a 1x1 convolution of the pixels ({adapter['out_channels']} channels) and learned position encodings "
+            f"({height * width} x {positions['num_channels']}, projected)"
+        )
+    else:
+        fourier = f"2D Fourier position features ({positions['num_bands']} bands)"
+        description = f"the raw pixels and {fourier}"
+        if adapter["prep_type"] == "conv":
+            stem = "7x7/2 convolution, batch norm, ReLU, 3x3/2 max-pool"
+            description = f"a conv stem ({stem}; {adapter['out_channels']} channels) and {fourier}"
+    return {"variant_description": description}
+
+
 TASKS = [
     DeepMindTask(
         name=f"imagenet-{variant}",
@@ -172,15 +203,16 @@ TASKS = [
         write_processor=write_processor,
         model_card="imagenet.md",
         summary=summary,
-        metadata={"variant_title": title, "variant_description": description, "top1_accuracy": top1_accuracy},
+        metadata={"variant_title": title, "top1_accuracy": top1_accuracy},
+        task_of=task_of,
+        card_values=card_values,
     )
-    for variant, filename, summary, title, description, top1_accuracy in (
+    for variant, filename, summary, title, top1_accuracy in (
         (
             "learned",
             "imagenet_learned_position_encoding.pystate",
             "ImageNet classifier, learned position encoding on 1x1-conv features",
             "learned position encoding",
-            "a 1x1 convolution of the pixels (256 channels) and learned position encodings (50176 x 256, projected)",
             72.7,
         ),
         (
@@ -188,7 +220,6 @@ TASKS = [
             "imagenet_fourier_position_encoding.pystate",
             "ImageNet classifier, Fourier position encoding on pixels",
             "Fourier position encoding",
-            "the raw pixels and 2D Fourier position features (64 bands)",
             79.0,
         ),
         (
@@ -196,8 +227,6 @@ TASKS = [
             "imagenet_conv_preprocessing.pystate",
             "ImageNet classifier, conv stem + Fourier position encoding",
             "conv preprocessing",
-            "a conv stem (7x7/2 convolution, batch norm, ReLU, 3x3/2 max-pool; 64 channels) and 2D Fourier "
-            "position features (64 bands)",
             82.1,
         ),
     )

@@ -119,6 +119,37 @@ def write_processor(folder: Path, deepmind: dict[str, Any], config: PerceiverIOC
     PerceiverTokenizer(model_max_length=deepmind["MAX_SEQ_LEN"]).save_pretrained(folder)
 
 
+# The card's usage example: DeepMind's colab sentence, or the longest shorter one the converted model takes.
+EXAMPLE_SENTENCES = (
+    "This is an incomplete sentence where some words are missing.",
+    "Some words are missing.",
+    "A word is missing.",
+    "Missing.",
+)
+
+
+def card_values(deepmind: dict[str, Any], config: PerceiverIOConfig) -> dict[str, Any]:
+    """The usage example's sentence and masked bytes, fitted to the converted model's positions.
+
+    The last word (with its space and full stop) is masked byte by byte, as the colab masks " missing."."""
+    max_length = config.input_adapter["max_position_embeddings"]
+    fitting = [text for text in EXAMPLE_SENTENCES if len(text.encode()) + 2 <= max_length]  # + [CLS], [SEP]
+    if not fitting:
+        return {"example_text": None}
+    text = fitting[0]
+    cut = max(text.rfind(" "), 0)  # 0: a one-word sentence is masked whole
+    prefix, masked = text[:cut], text[cut:]
+    start = len(prefix.encode()) + 1  # after [CLS]
+    return {
+        "example_text": text,
+        "example_prefix": prefix,
+        "example_masked": masked,
+        "example_mask_start": start,
+        "example_mask_end": start + len(masked.encode()),
+        "example_num_tokens": len(text.encode()) + 2,
+    }
+
+
 TASKS = [
     DeepMindTask(
         name="language",
@@ -130,5 +161,6 @@ TASKS = [
         write_processor=write_processor,
         model_card="language-perceiver-io-bytes.md",
         summary="Byte-level masked language model (UTF-8 bytes, 2048 positions)",
+        card_values=card_values,
     )
 ]

@@ -104,11 +104,19 @@ def convert(params: HaikuParams, deepmind: dict[str, Any], config: PerceiverIOCo
     return weights
 
 
+def tile_overlap(train_size) -> int:
+    """The colab's 20-pixel overlap between tiles; tiny test models get a proportionate one."""
+    return min(20, min(train_size) // 2)
+
+
 def write_processor(output_dir: Path, deepmind: dict[str, Any], config: PerceiverIOConfig) -> None:
     train_size = deepmind["TRAIN_SIZE"]
-    # The colab's 20-pixel overlap; tiny test models get a proportionate one.
-    processor = PerceiverIOFlowProcessor(tile_size=train_size, min_overlap=min(20, min(train_size) // 2))
+    processor = PerceiverIOFlowProcessor(tile_size=train_size, min_overlap=tile_overlap(train_size))
     processor.save_pretrained(output_dir)
+
+
+def card_values(deepmind: dict[str, Any], config: PerceiverIOConfig) -> dict[str, Any]:
+    return {"min_overlap": tile_overlap(config.output_adapter["train_size"])}
 
 
 TASKS = [
@@ -122,5 +130,6 @@ TASKS = [
         write_processor=write_processor,
         model_card="optical_flow.md",
         summary="Optical flow between two frames (AutoFlow, 368x496), Fourier positions on 3x3 patches",
+        card_values=card_values,
     )
 ]

@@ -12,6 +12,8 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoModelForTimeSeriesPrediction,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -32,6 +34,7 @@ from .heads import (
     PerceiverIOForOpticalFlow,
     PerceiverIOForSequenceClassification,
     PerceiverIOForTimeSeriesForecasting,
+    PerceiverIOForTokenClassification,
 )
 from .input_array import InputArray
 from .perceiver_ar import (
@@ -45,9 +48,15 @@ from .perceiver_ar import (
     PerceiverARModelOutput,
     PerceiverARPreTrainedModel,
 )
-from .pipelines import OpticalFlowPipeline, TimeSeriesForecastingPipeline, VideoAutoencodingPipeline
+from .pipelines import (
+    OpticalFlowPipeline,
+    PerceiverIOTokenClassificationPipeline,
+    TimeSeriesForecastingPipeline,
+    VideoAutoencodingPipeline,
+)
 from .presets import DEEPMIND_GELU
 from .processing import PerceiverIOFlowProcessor, PerceiverIOVideoAutoencodingProcessor
+from .tokenization import PerceiverIOByteTokenizer
 
 __version__ = "0.1.0"
 
@@ -58,6 +67,14 @@ def _register() -> None:
     AutoModelForImageClassification.register(PerceiverIOConfig, PerceiverIOForImageClassification, exist_ok=True)
     AutoModelForMaskedLM.register(PerceiverIOConfig, PerceiverIOForMaskedLM, exist_ok=True)
     AutoModelForSequenceClassification.register(PerceiverIOConfig, PerceiverIOForSequenceClassification, exist_ok=True)
+    AutoModelForTokenClassification.register(PerceiverIOConfig, PerceiverIOForTokenClassification, exist_ok=True)
+    AutoTokenizer.register(PerceiverIOConfig, tokenizer_class=PerceiverIOByteTokenizer, exist_ok=True)
+    # transformers' token-classification task, with character offsets for our byte-level models (unchanged for others).
+    token_classification = PIPELINE_REGISTRY.supported_tasks["token-classification"]
+    PIPELINE_REGISTRY.supported_tasks["token-classification"] = {
+        **token_classification,
+        "impl": PerceiverIOTokenClassificationPipeline,
+    }
     AutoModelForTimeSeriesPrediction.register(PerceiverIOConfig, PerceiverIOForTimeSeriesForecasting, exist_ok=True)
     AutoConfig.register(PerceiverARConfig.model_type, PerceiverARConfig, exist_ok=True)
     AutoModel.register(PerceiverARConfig, PerceiverARModel, exist_ok=True)
@@ -95,6 +112,7 @@ __all__ = [
     "PerceiverARModel",
     "PerceiverARModelOutput",
     "PerceiverARPreTrainedModel",
+    "PerceiverIOByteTokenizer",
     "PerceiverIOClassifierOutput",
     "PerceiverIOConfig",
     "PerceiverIOFlowProcessor",
@@ -105,12 +123,14 @@ __all__ = [
     "PerceiverIOForSequenceClassification",
     "PerceiverIOForTimeSeriesForecasting",
     "PerceiverIOForecastOutput",
+    "PerceiverIOForTokenClassification",
     "PerceiverIOMaskedLMOutput",
     "PerceiverIOModel",
     "PerceiverIOModelOutput",
     "PerceiverIOMultimodalAutoencodingOutput",
     "PerceiverIOPreTrainedModel",
     "PerceiverIOSampleOutput",
+    "PerceiverIOTokenClassificationPipeline",
     "PerceiverIOVideoAutoencodingProcessor",
     "TimeSeriesForecastingPipeline",
     "VideoAutoencodingPipeline",

@@ -29,6 +29,31 @@ from . import presets
 from .from_transformers import is_transformers_config, translate_config
 
 COMPONENTS = ("input_adapter", "query_decoder", "output_adapter")
+# Keys of the component dicts that are sizes, counts or strides: positive integers (or lists of them) wherever they
+# appear, so that a zero or negative size is refused here rather than deep inside a layer that cannot be built.
+_COMPONENT_SIZES = frozenset({
+    "vocab_size", "max_position_embeddings", "num_queries", "num_channels", "num_bands", "index_dims",
+    "max_resolution", "in_channels", "out_channels", "spatial_downsample", "num_heads", "qk_channels", "v_channels",
+    "widening_factor", "chunk_size", "output_channels", "samples_per_patch", "num_classes", "num_frames",
+    "temporal_patch_size", "spatial_patch_size", "train_size", "min_padding_size",
+})  # fmt: skip
+
+
+def _check_positive_int(name: str, value, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer{alternative}, got {value!r}.")
+
+
+def _check_component_sizes(path: str, value) -> None:
+    """Every size in a component dict (at any depth) is a positive integer, or a list of them."""
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        where = f"{path}[{key!r}]"
+        if key in _COMPONENT_SIZES and item is not None:
+            for size in item if isinstance(item, (list, tuple)) else [item]:
+                _check_positive_int(where, size)
+        _check_component_sizes(where, item)
 
 
 class PerceiverIOConfig(PreTrainedConfig):
@@ -114,13 +139,20 @@ class PerceiverIOConfig(PreTrainedConfig):
             self.vocab_size = vocab_size
 
     def _validate(self) -> None:
-        for name in ("num_latents", "d_latents", "num_blocks", "num_self_attends_per_block"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
-        for name in ("num_self_attention_heads", "num_cross_attention_heads"):
-            heads = getattr(self, name)
-            if not isinstance(heads, int) or heads < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {heads!r}.")
+        for name in ("num_latents", "d_latents", "d_model", "num_blocks", "num_self_attends_per_block",
+                     "num_self_attention_heads", "num_cross_attention_heads", "self_attention_widening_factor",
+                     "cross_attention_widening_factor"):  # fmt: skip
+            _check_positive_int(name, getattr(self, name))
+        for name in ("qk_channels", "v_channels", "input_chunk_size"):
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name), " or None")
+        for name in ("qk_channels", "v_channels"):
+            for heads in ("num_self_attention_heads", "num_cross_attention_heads"):
+                if getattr(self, name) is not None and getattr(self, name) % getattr(self, heads):
+                    raise ValueError(
+                        f"`{name}` ({getattr(self, name)}) must be divisible by `{heads}` ({getattr(self, heads)}): "
+                        "heads split the channels evenly."
+                    )
         if self.d_latents % self.num_self_attention_heads:
             raise ValueError(
                 f"d_latents ({self.d_latents}) must be divisible by num_self_attention_heads "
@@ -133,12 +165,22 @@ class PerceiverIOConfig(PreTrainedConfig):
             )
         if isinstance(self.hidden_act, str) and self.hidden_act not in ACT2FN:
             raise ValueError(f"Unknown `hidden_act` {self.hidden_act!r}; choose one of transformers' ACT2FN keys.")
-        if self.input_chunk_size is not None and self.input_chunk_size < 1:
-            raise ValueError(f"`input_chunk_size` must be a positive integer or None, got {self.input_chunk_size}.")
+        if not isinstance(self.use_query_residual, bool):
+            raise ValueError(f"`use_query_residual` must be True or False, got {self.use_query_residual!r}.")
+        dropout = self.attention_probs_dropout_prob
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(
+                f"`attention_probs_dropout_prob` is a probability in [0, 1), got {dropout!r} (0 turns dropout off)."
+            )
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
         for name in COMPONENTS:
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"`{name}` must be a dict (or None), got {type(value).__name__}.")
+            _check_component_sizes(name, value)
 
     @property
     def vocab_size(self) -> int | None:
@@ -189,6 +231,12 @@ class PerceiverIOConfig(PreTrainedConfig):
         """The language model's encoder with one learned query decoding `num_labels` logits; see
         `presets.sequence_classification`."""
         return cls(**presets.sequence_classification(*args, **options))
+
+    @classmethod
+    def for_token_classification(cls, *args, **options) -> PerceiverIOConfig:
+        """The language model's encoder and per-position decoder, each byte's decoded vector mapped to `num_labels`
+        logits; see `presets.token_classification`."""
+        return cls(**presets.token_classification(*args, **options))
 
     @classmethod
     def for_time_series_forecasting(cls, *args, **options) -> PerceiverIOConfig:

@@ -201,10 +201,15 @@ def translate_config(config_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_config_dict(source: str | Path, hub_kwargs: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The raw `config.json` of a folder or Hub repository, or `None` when it has none."""
+    """The raw `config.json` of a folder or Hub repository, or `None` when it has none.
+
+    Raises transformers' own `OSError` when `source` is neither a folder nor a repository that can be reached
+    (or found in the Hub cache): that is not a folder without a config."""
     from transformers.utils import cached_file
 
-    path = cached_file(str(source), "config.json", _raise_exceptions_for_missing_entries=False, **(hub_kwargs or {}))
+    # transformers' look-up returns None for a missing config.json and raises for an unreachable Hub, where
+    # `_raise_exceptions_for_missing_entries=False` would return None for both.
+    path = cached_file(str(source), "config.json", **(hub_kwargs or {}))
     if path is None:
         return None
     with open(path, encoding="utf-8") as handle:
@@ -212,13 +217,16 @@ def read_config_dict(source: str | Path, hub_kwargs: dict[str, Any] | None = Non
 
 
 def transformers_source_config(source, kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    """The config dict of `source` if it is a transformers Perceiver checkpoint, else `None`."""
+    """The config dict of `source` if it is a transformers Perceiver checkpoint, else `None`.
+
+    An unreachable `source` raises here, with the error transformers' loader would give: its first step is this
+    same look-up, and retrying it would double the Hub client's retries before the user sees the error."""
     if source is None:
         return None
     try:
         config_dict = read_config_dict(source, {k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
-    except (OSError, ValueError):
-        return None  # let the regular loading path report what is wrong with `source`
+    except ValueError:
+        return None  # a malformed config.json: the regular loading path reports it
     return config_dict if config_dict is not None and is_transformers_config(config_dict) else None
 
 
@@ -226,7 +234,9 @@ def load_transformers_checkpoint(cls, load: Callable, source, source_config: dic
     """`cls.from_pretrained(source)` for a transformers Perceiver checkpoint: `load` (transformers' own
     `from_pretrained`) reads the translated config and the renamed weights; nothing may be left over."""
     head = ARCHITECTURES[source_architecture(source_config)][0]
-    if cls.__name__ not in (head, "PerceiverIOModel"):
+    # Heads that start from a masked LM (`perceiver_hf.heads.from_masked_lm`) name it in `masked_lm_replaces`.
+    starts_from = "PerceiverIOForMaskedLM" if getattr(cls, "masked_lm_replaces", ()) else None
+    if cls.__name__ not in (head, "PerceiverIOModel") and head != starts_from:
         raise ValueError(
             f"{source} is a transformers {source_architecture(source_config)} checkpoint, which loads into {head} "
             f"(or PerceiverIOModel), not {cls.__name__}."

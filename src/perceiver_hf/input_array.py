@@ -39,6 +39,14 @@ class InputArray:
     def __post_init__(self):
         if self.combine not in ("concat", "add"):
             raise ValueError(f"`combine` must be 'concat' or 'add', got {self.combine!r}.")
+        mask = self.attention_mask
+        if mask is None:
+            return
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"attention_mask must be a torch.Tensor of shape (batch, length), got {type(mask).__name__}.")
+        # Its shape is the encoder's to check, where the error can say what the rows are.
+        if mask.is_complex() or (mask.is_floating_point() and not bool(torch.isfinite(mask).all())):
+            raise ValueError(f"attention_mask must hold 0s and 1s, got dtype {mask.dtype} with non-finite values.")
 
     @property
     def batch_size(self) -> int:

@@ -343,3 +343,25 @@ def test_push_to_hub_uploads_the_finished_folder(tmp_path):
     uploaded = hub.repos["me/vision-perceiver"]
     assert uploaded == {p.name: p.read_bytes() for p in output.iterdir()}
     assert 'model="me/vision-perceiver"' in uploaded["README.md"].decode()  # the card names the repository
+
+
+# The task and the model card follow the converted configuration ---------------------------------------------
+
+
+@requires_fixtures
+def test_a_task_that_does_not_match_the_configuration_is_refused(tmp_path, capsys):
+    fourier = FIXTURES_DIR / IMAGENET_FIXTURES["imagenet-fourier"]
+    arguments = ["--checkpoint", str(fourier / "checkpoint.pystate"), "--deepmind-config", str(fourier / "config.json")]
+    assert main(["--task", "imagenet-learned", *arguments, "--output", str(tmp_path / "m")]) == EXIT_FAILED
+    error = capsys.readouterr().err
+    assert "--task imagenet-learned does not match the DeepMind configuration" in error
+    assert "that is a --task imagenet-fourier model" in error
+    assert not (tmp_path / "m").exists() and leftovers(tmp_path) == []
+
+
+@requires_fixtures
+def test_the_card_describes_the_converted_preprocessing(tmp_path):
+    assert main([*fixture_args("imagenet-fourier"), "--output", str(tmp_path / "m")]) == 0
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert card.count("2D Fourier position features (4 bands)") == 2  # introduction and model table
+    assert "64 bands" not in card

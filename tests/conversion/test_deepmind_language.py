@@ -4,6 +4,7 @@ DeepMind's Haiku code on the `language_perceiver_io_bytes` fixture, and the conv
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_unpadded_inputs_give_deepmind_logits_at_their_positions():
 
 
 @requires_fixtures
-def test_converter_writes_tokenizer_and_model_card(tmp_path):
+def test_converter_writes_tokenizer_and_model_card(tmp_path, monkeypatch):
     output = tmp_path / "language-perceiver"
     status = convert_deepmind.main(
         [
@@ -85,6 +86,33 @@ def test_converter_writes_tokenizer_and_model_card(tmp_path):
     fill = pipeline("fill-mask", model=str(output))
     predictions = fill("This is a" + "[MASK]" * 5 + " test.", top_k=2)
     assert len(predictions) == 5 and all(len(candidates) == 2 for candidates in predictions)
+
+    # The card's usage examples fit this small model (24 positions) and run as written, to their last line.
+    card = (output / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", card, flags=re.DOTALL)
+    assert len(snippets) == 2 and "(1, 20, 262)" in snippets[1]
+    monkeypatch.chdir(tmp_path)  # the card names the folder by its name (`model_id`)
+    for snippet in snippets:
+        exec(compile(snippet, "README.md", "exec"), {})
+
+
+def test_model_card_usage_fits_the_converted_positions():
+    task = TASKS["language"]
+
+    def with_positions(max_length: int):
+        decoder = {**task.official_config["decoder_config"], "output_index_dims": max_length}
+        return task.build_config({**task.official_config, "MAX_SEQ_LEN": max_length, "decoder_config": decoder})
+
+    for max_length, sentence in ((2048, "This is an incomplete"), (24, "A word is missing."), (12, "Missing.")):
+        config = with_positions(max_length)
+        values = task.card_values(task.official_config, config)
+        assert values["example_text"].startswith(sentence)
+        assert values["example_num_tokens"] <= max_length
+        encoding = PerceiverTokenizer()(values["example_text"])["input_ids"]
+        span = values["example_mask_start"], values["example_mask_end"]
+        assert len(encoding) == values["example_num_tokens"]
+        assert PerceiverTokenizer().decode(encoding[span[0] : span[1]]) == values["example_masked"]
+    assert task.card_values(task.official_config, with_positions(8)) == {"example_text": None}
 
 
 def test_official_language_config_maps_every_official_array():

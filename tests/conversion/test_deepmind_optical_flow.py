@@ -77,6 +77,7 @@ def test_converted_folder_runs_in_the_pipeline(tmp_path):
     assert "custom architecture" in card.text
     processor = PerceiverIOFlowProcessor.from_pretrained(output)
     assert processor.tile_size == [6, 8]
+    assert f"overlapping by at least {processor.min_overlap} pixels" in card.text  # the card says what was written
 
     first, second = (frame[100:113, 200:219] for frame in skimage.data.stereo_motorcycle()[:2])
     result = pipeline("optical-flow", model=str(output))([first, second], progress=False)

@@ -77,6 +77,7 @@ def test_converted_folder_runs_in_the_pipeline(tmp_path):
     output = tmp_path / "model"
     card = convert_fixture(TASK.name, FIXTURE, output)
     assert "video" in card.data.tags and "pipeline(\"video-autoencoding\"" in card.text
+    assert "the first channel, 12 samples\nper frame" in card.text  # the converted model's, not the official 1,920
 
     clip = Path(skimage.__file__).parent / "data" / "no_time_for_that_tiny.gif"
     result = pipeline("video-autoencoding", model=str(output))(str(clip), start_frame=10, progress=False)

@@ -102,6 +102,14 @@ def test_vocab_size_is_not_silently_ignored():
         ({"hidden_act": "swishy"}, "Unknown `hidden_act` 'swishy'"),
         ({"input_chunk_size": 0}, "`input_chunk_size` must be a positive integer or None"),
         ({"query_decoder": [1, 2]}, "`query_decoder` must be a dict"),
+        ({"attention_probs_dropout_prob": 1.5}, r"`attention_probs_dropout_prob` is a probability in \[0, 1\), got 1.5"),
+        ({"qk_channels": 12, "num_self_attention_heads": 1, "num_cross_attention_heads": 8}, r"`qk_channels` \(12\) must be divisible by `num_cross_attention_heads` \(8\)"),
+        ({"layer_norm_eps": 0.0}, "`layer_norm_eps` must be a positive number"),
+        ({"d_model": True}, "`d_model` must be a positive integer, got True"),
+        ({"input_adapter": {"type": "text", "vocab_size": 262, "max_position_embeddings": 0}},
+         r"`input_adapter\['max_position_embeddings'\]` must be a positive integer, got 0"),
+        ({"query_decoder": {"query": {"type": "trainable", "num_queries": -1, "num_channels": 8}}},
+         r"`query_decoder\['query'\]\['num_queries'\]` must be a positive integer, got -1"),
     ],
 )
 def test_invalid_settings_are_refused(overrides, message):
@@ -117,3 +125,11 @@ def test_unknown_components_are_refused():
         PerceiverIOForImageClassification(PerceiverIOConfig(query_decoder=decoder, output_adapter={"type": "sound"}, num_labels=2))
     with pytest.raises(ValueError, match="Unknown image classification variant 'patches'"):
         PerceiverIOConfig.for_image_classification("patches")
+
+
+def test_a_classifier_needs_a_label():
+    decoder = {"query": {"type": "trainable", "num_queries": 1, "num_channels": 8}}
+    config = PerceiverIOConfig(query_decoder=decoder, output_adapter={"type": "classification"})
+    config.num_labels = 0
+    with pytest.raises(ValueError, match="A classifier needs at least one label, got num_labels=0"):
+        PerceiverIOForImageClassification(config)

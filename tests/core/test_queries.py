@@ -72,3 +72,14 @@ def test_factored_queries_reproduce_the_queries(points):
         factored = queries.factored(name, 0, size, points)
         torch.testing.assert_close(factored.materialize(), stack[offset : offset + size], rtol=0, atol=0)
         offset += size
+
+
+def test_queries_carrying_the_input_rows_are_the_same_in_blocks():
+    queries = TrainableQueries(7, 3, match_input_length=True, input_window=2)
+    rows = InputArray(torch.randn(2, 7, 3), attention_mask=torch.tensor([[1] * 7, [1] * 5 + [0] * 2]))
+    every = queries(rows, 0, 7)
+    torch.testing.assert_close(torch.cat([queries(rows, 0, 3), queries(rows, 3, 6), queries(rows, 6, 7)], 1), every)
+    with pytest.raises(ValueError, match="need `match_input_length`"):
+        TrainableQueries(7, 3, add_inputs=True)
+    with pytest.raises(ValueError, match="need the input array's 4 channels, but have 3"):
+        queries(InputArray(torch.randn(2, 7, 4)), 0, 7)

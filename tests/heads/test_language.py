@@ -151,3 +151,48 @@ def test_text_and_image_classifiers_share_one_implementation():
     model = PerceiverIOForSequenceClassification(PerceiverIOConfig.for_sequence_classification(num_labels=3, **SMALL))
     with pytest.raises(ValueError, match="both `inputs` and `input_ids`"):
         model(inputs=torch.ones(1, 3, dtype=torch.long), input_ids=torch.ones(1, 3, dtype=torch.long))
+
+
+def test_a_classifier_started_from_a_masked_lm_gets_a_fresh_classification_decoder(tmp_path):
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging
+
+    masked_lm().save_pretrained(tmp_path / "masked-lm")
+    logger = logging.get_logger("perceiver_hf.heads.from_masked_lm")
+    with CaptureLogger(logger) as captured:
+        model = PerceiverIOForSequenceClassification.from_pretrained(tmp_path / "masked-lm", num_labels=4).eval()
+    message = captured.out.strip()
+    assert "\n" not in message and "kept the encoder; `decoder`, `output_adapter` (4 labels) start new" in message
+    # The classification decoder of `for_sequence_classification`, not the masked LM's per-position one.
+    expected = PerceiverIOConfig.for_sequence_classification(num_labels=4, **SMALL)
+    assert model.config.query_decoder == expected.query_decoder and model.config.output_adapter == {"type": "classification"}
+    assert model.decoder.queries.queries.shape == (1, 32)
+    # Fresh even where the masked LM's decoder had weights of the same shape (its perturbed key/value layer norm).
+    kv_norm = model.decoder.cross_attention.attention.kv_norm
+    assert kv_norm.weight.shape == masked_lm().decoder.cross_attention.attention.kv_norm.weight.shape
+    assert torch.equal(kv_norm.weight, torch.ones(32)) and torch.equal(kv_norm.bias, torch.zeros(32))
+    input_ids, attention_mask = padded_pair()
+    assert model(input_ids=input_ids, attention_mask=attention_mask).logits.shape == (2, 4)
+    kept = masked_lm().state_dict()
+    for name, tensor in model.state_dict().items():
+        if name.startswith("perceiver."):
+            torch.testing.assert_close(tensor, kept[name], rtol=0, atol=0, msg=name)
+    # Saved, it is a classifier of its own: it reloads whole and says nothing.
+    model.save_pretrained(tmp_path / "classifier")
+    with CaptureLogger(logger) as captured:
+        reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "classifier").eval()
+    assert captured.out == ""
+    with torch.no_grad():
+        assert_parity(reloaded(input_ids=input_ids).logits, model(input_ids=input_ids).logits)
+
+
+def test_transformers_masked_lm_checkpoint_starts_a_classifier(tmp_path):
+    from tests.helpers import save_transformers_model
+
+    save_transformers_model(
+        "PerceiverForMaskedLM", tmp_path, num_latents=8, d_latents=32, d_model=16, num_self_attends_per_block=1,
+        num_self_attention_heads=4, num_cross_attention_heads=4, qk_channels=16, v_channels=32, max_position_embeddings=40,
+    )  # fmt: skip
+    model = PerceiverIOForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
+    assert model.decoder.queries.queries.shape == (1, 32)
+    assert model(input_ids=torch.randint(6, 262, (2, 9))).logits.shape == (2, 3)

@@ -143,6 +143,20 @@ def test_compiles_to_one_graph():
         assert_parity(compiled(input_ids, prefix_len=6, use_cache=False).logits, expected, 1e-5)
 
 
+def test_transformers_exporter_gives_the_eager_logits_and_cache():
+    # transformers' exporter compares every tensor of the output, the cache's buffers included: their room for
+    # later tokens holds zeros, not uninitialised memory.
+    from transformers.exporters.exporter_dynamo import DynamoConfig, DynamoExporter
+    from transformers.exporters.utils import get_leaf_tensors
+
+    model, inputs = small_model(), {"input_ids": prompt(length=12)}
+    with torch.no_grad():
+        eager = get_leaf_tensors(model(**inputs))
+        exported = get_leaf_tensors(DynamoExporter().export(model, inputs, config=DynamoConfig(dynamic=False))(**inputs))
+    assert "logits" in eager and any(name.endswith("_key_buffer") for name in eager)
+    torch.testing.assert_close(exported, eager, rtol=1e-5, atol=1e-5)
+
+
 def test_prefix_dropout_keeps_the_same_count_in_every_row_in_order():
     prefix = torch.arange(2 * 10, dtype=torch.float32).view(2, 10, 1).expand(-1, -1, 3)
     positions = torch.arange(10).expand(2, -1)
@@ -157,20 +171,23 @@ def test_prefix_dropout_keeps_the_same_count_in_every_row_in_order():
 
     model = small_model(prefix_dropout=0.5).train()
     seen = []
-    model.perceiver_ar.cross_attention.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["prefix"].shape), with_kwargs=True
-    )
+    # The layer takes (hidden_states, prefix) positionally: reentrant checkpointing replays it from those.
+    model.perceiver_ar.cross_attention.register_forward_pre_hook(lambda module, args: seen.append(args[1].shape))
     model(prompt(length=20), prefix_len=12)
     assert seen == [torch.Size([2, 6, 32])]
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize(
+    "checkpointing", [{}, {"use_reentrant": True}, {"use_reentrant": False}], ids=["default", "reentrant", "non-reentrant"]
+)
+def test_gradient_checkpointing_gives_the_same_gradients(checkpointing):
     input_ids = prompt(length=24)
     gradients, mlp_calls = [], []
-    for checkpointing in (False, True):
+    for checkpointed in (False, True):
         model = small_model().train()
-        if checkpointing:
-            model.activation_checkpointing_enable()
+        if checkpointed:
+            # Reentrant checkpointing replays a layer from its positional tensors only: the prefix must be one.
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
         calls, mlp = [], model.perceiver_ar.cross_attention.mlp
         mlp.forward = lambda hidden, forward=mlp.forward, calls=calls: calls.append(1) or forward(hidden)
         model(input_ids, labels=input_ids, prefix_len=10).loss.backward()

@@ -1,8 +1,9 @@
-"""What the tests share: the reference fixtures, parameter perturbation, the parity tolerance, and running the
-conversion tools."""
+"""What the tests share: the reference fixtures, parameter perturbation, the parity tolerance, running the
+conversion tools, and importing the example scripts."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -85,6 +86,16 @@ def convert_fixture(task: str, fixture: Path, output: Path):
 def run_module(module: str, *args, **kwargs) -> subprocess.CompletedProcess:
     """`python -m module args` from the checkout's root, where the `conversion` tools run as modules."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, **kwargs)
+
+
+EXAMPLES_DIR = REPO / "examples"
+
+
+def load_example(name: str):
+    """Import a script of `examples/` as a module, as `python examples/NAME.py` finds its sibling modules."""
+    if str(EXAMPLES_DIR) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES_DIR))
+    return importlib.import_module(name)
 
 
 def free_port() -> int:

@@ -74,7 +74,11 @@ def test_demo_saves_a_folder_that_classifies_digits_through_the_pipeline(tmp_pat
     assert f"value: {result.accuracy:.4f}" in card and f"Held-out accuracy: {result.accuracy:.3f}" in card
 
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len([line for line in lines if re.match(r"  digit +\d+: predicted \d, true \d", line)]) == 3
+    # The header says what runs (--max-steps replaces the epochs); each example names its image, then its digits.
+    assert ", 40 optimizer steps, global batch " in lines[0] and "epochs" not in lines[0]
+    assert "40 optimizer steps" in card and "20 epochs" not in card
+    shown = [line for line in lines if re.match(r"  held-out image +\d+: predicted \d, true \d", line)]
+    assert [line.split(":")[0].split()[-1] for line in shown] == ["1", "2", "3"]
     assert lines[-1] == (
         f"held-out accuracy: {result.accuracy:.3f} on 360 images, trained in {result.train_seconds:.0f} s"
     )

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import pytest
 import torch
 from transformers import PerceiverTokenizer
 
-from tests.helpers import REPO
+from tests.helpers import load_example
 
 MAX_STEPS = 20
-EXAMPLE = REPO / "examples" / "finetune_text_classification.py"
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("finetune_text_classification", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("finetune_text_classification")
 
 
 def test_docstring_dataset_is_balanced_real_prose_split_by_text(example):

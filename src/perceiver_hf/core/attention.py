@@ -64,7 +64,8 @@ def zero_rows_without_keys(attn_output: torch.Tensor, attention_mask: torch.Tens
     if attention_mask is None or attention_mask.dtype != torch.bool:
         return attn_output
     # masked_fill, not a product: a fully masked row may come back from SDPA as NaN.
-    has_keys = attention_mask.any(dim=-1).reshape(-1, attention_mask.shape[-2], 1)
+    has_keys = attention_mask.any(dim=-1)
+    has_keys = has_keys.reshape(has_keys.shape[0], attention_mask.shape[-2], 1)  # sizes given: batch may be 0
     return attn_output.masked_fill(~has_keys, 0.0)
 
 
@@ -128,7 +129,8 @@ class PerceiverIOAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(batch, heads, N | M, d)` queries, keys and values -> `(batch, N, heads, d_v)` outputs and the weights,
         through the configured attention implementation (with this attention's scaling and dropout)."""
-        attend = attention_function(self, output_attentions)
+        # transformers' SDPA wrapper cannot reshape an empty batch; eager attention returns it empty.
+        attend = attention_function(self, output_attentions or query.shape[0] == 0)
         kwargs.setdefault("is_causal", self.is_causal)
         return attend(self, query, key, value, attention_mask, scaling=self.scaling, dropout=self.dropout, **kwargs)
 

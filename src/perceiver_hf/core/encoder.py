@@ -58,6 +58,11 @@ class PerceiverIOEncoder(nn.Module):
     ) -> PerceiverIOModelOutput:
         """Hidden states are the latents before every self-attention layer and after every block, as
         transformers' Perceiver reports them (so a block boundary appears twice)."""
+        if inputs.length == 0:
+            raise ValueError(
+                "The input adapter made an input array of 0 rows per example (an input with no tokens, pixels or "
+                "samples): give every example at least one."
+            )
         attention_mask = None
         if inputs.attention_mask is not None:
             if tuple(inputs.attention_mask.shape) != (inputs.batch_size, inputs.length):
@@ -73,7 +78,7 @@ class PerceiverIOEncoder(nn.Module):
             inputs,
             attention_mask=attention_mask,
             output_attentions=output_attentions,
-            rewrite=planner.encoder_rewrite(self.cross_attention, num_queries=latents.shape[1]),
+            rewrite=planner.encoder_rewrite(self.cross_attention, latents.shape[1], output_attentions),
         )
 
         all_hidden_states = () if output_hidden_states else None

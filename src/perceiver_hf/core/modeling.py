@@ -14,6 +14,7 @@ from ..configuration import PerceiverIOConfig
 from ..from_transformers import load_transformers_checkpoint, transformers_source_config
 from ..input_adapters import InputAdapter, build_input_adapter
 from ..input_array import InputArray
+from ..loading_errors import explained_loading_errors, loading_reports
 from ..position import TrainablePositionEncoding
 from ..queries import TrainableQueries
 from .encoder import PerceiverIOEncoder
@@ -56,11 +57,21 @@ class PerceiverIOPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """Load a perceiver_hf checkpoint, or a transformers Perceiver one (`model_type "perceiver"`) whose config
         and weight names are translated on the fly (`perceiver_hf.from_transformers`); all arguments work as usual."""
-        source_config = transformers_source_config(pretrained_model_name_or_path, kwargs)
-        if source_config is None:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        load = super().from_pretrained
-        return load_transformers_checkpoint(cls, load, pretrained_model_name_or_path, source_config, *model_args, **kwargs)
+        with explained_loading_errors(pretrained_model_name_or_path, kwargs):
+            source_config = transformers_source_config(pretrained_model_name_or_path, kwargs)
+            if source_config is None:
+                return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            load = super().from_pretrained
+            return load_transformers_checkpoint(
+                cls, load, pretrained_model_name_or_path, source_config, *model_args, **kwargs
+            )
+
+    def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
+        """transformers' loading hook: the report is kept, so that a size mismatch can be explained."""
+        super()._adjust_missing_and_unexpected_keys(loading_info)
+        reports = loading_reports.get()
+        if reports is not None:
+            reports.append(loading_info)
 
 
 def select_inputs(inputs: torch.Tensor | None, named: torch.Tensor | None, name: str) -> torch.Tensor:
@@ -130,6 +141,8 @@ class PerceiverIOModel(PerceiverIOPreTrainedModel):
     ) -> PerceiverIOModelOutput:
         if pixel_values is not None and input_ids is not None:
             raise ValueError("You cannot use both `pixel_values` and `input_ids`.")
+        if kwargs.get("labels") is not None:
+            raise TypeError("PerceiverIOModel returns the latents and computes no loss: pass `labels` to a task head.")
         inputs = select_inputs(inputs, pixel_values if pixel_values is not None else input_ids, "inputs")
         output_attentions, output_hidden_states = self.output_flags(kwargs)
         _, encoded = self.encode(

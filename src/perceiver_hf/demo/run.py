@@ -53,12 +53,14 @@ def save_prediction_picture(images, labels, predictions, path: Path, columns: in
     sheet.save(path)
 
 
+def training_length(settings: DemoSettings) -> str:
+    # Trainer's max_steps replaces the epochs (and sets the learning-rate schedule's length): say which one runs.
+    return f"{settings.max_steps} optimizer steps" if settings.max_steps > 0 else f"{settings.epochs:g} epochs"
+
+
 def model_card(settings: DemoSettings, result: DemoResult, num_train: int, num_parameters: int) -> str:
     """The folder's `README.md`: the measured accuracy and time, and how the model was trained."""
     processes = world_size()
-    schedule = f"{settings.epochs:g} epochs"
-    if settings.max_steps > 0:
-        schedule += f" (stopped after {settings.max_steps} steps)"
     levers = ((settings.bf16, ", bf16 autocast"), (settings.gradient_checkpointing, ", gradient checkpointing"))
     device = "accelerator" if has_accelerator() else "CPU"
     context = {
@@ -72,7 +74,7 @@ def model_card(settings: DemoSettings, result: DemoResult, num_train: int, num_p
         "picture": PREDICTIONS_PICTURE,
         "learning_rate": f"{settings.learning_rate:g}",
         "batch_size": settings.batch_size,
-        "schedule": schedule,
+        "schedule": training_length(settings),
         "seed": settings.seed,
         "levers": "".join(text for flag, text in levers if flag),
         "hardware": f"{processes} process{'es' if processes > 1 else ''}, {torch.get_num_threads()} thread(s) each, "
@@ -120,7 +122,7 @@ def _train_save_and_report(settings: DemoSettings, say) -> DemoResult | None:
         dropout = model.config.attention_probs_dropout_prob
         say(
             f"Fine-tuning a {num_parameters / 1e6:.2f} M-parameter Perceiver IO on {len(split.train_images)} handwritten "
-            f"digits ({len(split.held_out_images)} held out), {settings.epochs:g} epochs, global batch "
+            f"digits ({len(split.held_out_images)} held out), {training_length(settings)}, global batch "
             f"{settings.batch_size}, {args.world_size} process(es), {torch.get_num_threads()} thread(s) each."
         )
         if dropout > 0:
@@ -156,6 +158,7 @@ def _train_save_and_report(settings: DemoSettings, say) -> DemoResult | None:
     say(f'Reloaded it with pipeline("image-classification", model="{output_dir}"); held-out digits:')
     for index in range(min(settings.examples_shown, len(predictions))):
         mark = "ok" if correct[index] else "WRONG"
-        say(f"  digit {index:3d}: predicted {predictions[index]}, true {split.held_out_labels[index]}  {mark}")
+        truth = split.held_out_labels[index]
+        say(f"  held-out image {index + 1:3d}: predicted {predictions[index]}, true {truth}  {mark}")
     say(f"held-out accuracy: {result.accuracy:.3f} on {result.num_held_out} images, trained in {train_seconds:.0f} s")
     return result

@@ -8,6 +8,7 @@ from .multimodal_autoencoding import PerceiverIOForMultimodalAutoencoding
 from .optical_flow import PerceiverIOForOpticalFlow
 from .sequence_classification import PerceiverIOForSequenceClassification
 from .time_series_forecasting import PerceiverIOForTimeSeriesForecasting
+from .token_classification import PerceiverIOForTokenClassification
 
 __all__ = [
     "PerceiverIOClassifier",
@@ -17,5 +18,6 @@ __all__ = [
     "PerceiverIOForOpticalFlow",
     "PerceiverIOForSequenceClassification",
     "PerceiverIOForTimeSeriesForecasting",
+    "PerceiverIOForTokenClassification",
     "PerceiverIOHead",
 ]

@@ -13,6 +13,16 @@ from ..core.outputs import PerceiverIOModelOutput
 from ..input_array import InputArray
 
 
+def check_num_labels(config: PerceiverIOConfig) -> int:
+    """The labels of a classifying head: at least one."""
+    if not isinstance(config.num_labels, int) or config.num_labels < 1:
+        raise ValueError(
+            f"A classifier needs at least one label, got num_labels={config.num_labels!r}: pass `num_labels=N` or "
+            "`id2label={0: 'first label', ...}`."
+        )
+    return config.num_labels
+
+
 class PerceiverIOHead(PerceiverIOPreTrainedModel):
     """The shared part of the heads: `self.perceiver` (input adapter + encoder) and `self.decoder`."""
 

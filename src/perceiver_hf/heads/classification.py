@@ -12,15 +12,16 @@ from transformers.utils import TransformersKwargs
 
 from ..configuration import PerceiverIOConfig
 from ..core.outputs import PerceiverIOClassifierOutput
+from ..losses import check_sequence_labels, zero_loss
 from ..output_adapters import build_output_adapter
-from .base import PerceiverIOHead
+from .base import PerceiverIOHead, check_num_labels
 
 
 class PerceiverIOClassifier(PerceiverIOHead):
     """Input adapter + latent encoder + a one-query decoder projecting to `num_labels`; losses as transformers'."""
 
     def __init__(self, config: PerceiverIOConfig):
-        super().__init__(config, output_channels=config.num_labels)
+        super().__init__(config, output_channels=check_num_labels(config))
         self.num_labels = config.num_labels
         self.output_adapter = build_output_adapter(config, self.decoder.output_channels, "classification")
         self.post_init()
@@ -44,5 +45,8 @@ class PerceiverIOClassifier(PerceiverIOHead):
             encoded.last_hidden_state, input_array, output_attentions=output_attentions
         )
         logits = self.output_adapter(decoded)
-        loss = None if labels is None else self.loss_function(labels, logits, self.config, **kwargs)
+        loss = None
+        if labels is not None:
+            check_sequence_labels(labels, logits, self.config.problem_type)
+            loss = self.loss_function(labels, logits, self.config, **kwargs) if labels.numel() else zero_loss(logits)
         return self.head_output(PerceiverIOClassifierOutput, encoded, decoder_weights, loss=loss, logits=logits)

@@ -18,6 +18,7 @@ from ..configuration import PerceiverIOConfig
 from ..core.modeling import select_inputs
 from ..core.outputs import PerceiverIOMaskedLMOutput
 from ..input_adapters import TextInputAdapter
+from ..losses import check_class_indices, has_labels, zero_loss
 from ..output_adapters import TiedEmbeddingLogits, build_output_adapter
 from .base import PerceiverIOHead
 
@@ -100,10 +101,9 @@ class PerceiverIOForMaskedLM(PerceiverIOHead):
 
         loss = None
         if labels is not None:
-            if tuple(labels.shape) != tuple(logits.shape[:2]):
-                raise ValueError(
-                    f"labels have shape {tuple(labels.shape)} but the logits cover {tuple(logits.shape[:2])} "
-                    "(batch, sequence_length) positions: give one label per input token, -100 where no loss is wanted."
-                )
-            loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
+            check_class_indices(labels, logits.shape[-1], tuple(logits.shape[:2]), ignore_index=-100)
+            if has_labels(labels):
+                loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
+            else:
+                loss = zero_loss(logits)
         return self.head_output(PerceiverIOMaskedLMOutput, encoded, decoder_weights, loss=loss, logits=logits)

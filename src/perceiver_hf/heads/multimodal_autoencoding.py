@@ -98,6 +98,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOHead):
         Values are the model's outputs, not clamped (pixels near [0, 1], samples near [-1, 1], as DeepMind's colab
         returns them); `PerceiverIOVideoAutoencodingProcessor.post_process` clamps them into uint8 frames."""
         inputs = self.perceiver.input_adapter.gather(inputs, image=image, audio=audio, label=label)
+        self.output_adapters.check_inputs(inputs, self.decoder.queries.grids())
         input_array, encoded = self.perceiver.encode(inputs)
         on_block = ProgressBar("Decoding", unit="chunk") if progress else None
         logits, _ = self.decode(encoded.last_hidden_state, input_array, None, chunk_size, on_block=on_block)
@@ -136,6 +137,7 @@ class PerceiverIOForMultimodalAutoencoding(PerceiverIOHead):
             of tensors that transformers' default data collator and `Trainer` handle as they are.
         """
         inputs = self.perceiver.input_adapter.gather(inputs, image=image, audio=audio, label=label)
+        self.output_adapters.check_inputs(inputs, self.decoder.queries.grids())
         input_array, encoded, output_attentions = self.encode(inputs, attention_mask, **kwargs)
         latents, points = encoded.last_hidden_state, subsampled_output_points
         logits, decoder_weights = self.decode(latents, input_array, points, chunk_size, output_attentions)

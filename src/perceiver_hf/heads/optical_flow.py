@@ -65,6 +65,8 @@ class PerceiverIOForOpticalFlow(PerceiverIOHead):
 
         loss = None
         if labels is not None:
+            if not isinstance(labels, torch.Tensor):
+                raise TypeError(f"labels must be a torch.Tensor of flow vectors (batch, height, width, 2), got {type(labels).__name__}.")
             if tuple(labels.shape) != tuple(logits.shape):
                 hint = " Labels look channels-first: permute them to (batch, height, width, 2)." if (
                     labels.ndim == 4 and labels.shape[1] == 2

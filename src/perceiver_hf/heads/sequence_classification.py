@@ -1,4 +1,6 @@
-"""Text classification: byte embeddings in, one learned query decodes `num_labels` logits from the latents."""
+"""Text classification: byte embeddings in, one learned query decodes `num_labels` logits from the latents.
+
+Started from a masked LM's folder, the encoder carries over and the classification decoder starts new."""
 
 from __future__ import annotations
 
@@ -6,12 +8,15 @@ import torch
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
 
+from .. import presets
+from ..configuration import PerceiverIOConfig
 from ..core.modeling import select_inputs
 from ..core.outputs import PerceiverIOClassifierOutput
 from .classification import PerceiverIOClassifier
+from .from_masked_lm import StartsFromMaskedLM
 
 
-class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
+class PerceiverIOForSequenceClassification(StartsFromMaskedLM, PerceiverIOClassifier):
     """Perceiver IO text classifier, drop-in for transformers' `PerceiverForSequenceClassification`.
 
     Takes the byte ids of `PerceiverTokenizer`; see `PerceiverIOConfig.for_sequence_classification`.
@@ -19,6 +24,13 @@ class PerceiverIOForSequenceClassification(PerceiverIOClassifier):
 
     main_input_name = "input_ids"
     input_modalities = ("text",)
+    masked_lm_replaces = ("decoder.", "output_adapter.")
+
+    @classmethod
+    def masked_lm_config(cls, config: PerceiverIOConfig) -> None:
+        """The masked LM's per-position decoder gives way to one classification query (as `for_sequence_classification`)."""
+        config.query_decoder = presets.classification_decoder_config(config.d_latents, use_query_residual=True)
+        config.output_adapter = {"type": "classification"}
 
     @can_return_tuple
     def forward(

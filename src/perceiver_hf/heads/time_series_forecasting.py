@@ -82,6 +82,8 @@ class PerceiverIOForTimeSeriesForecasting(PerceiverIOHead):
             How many steps to forecast, default `config.prediction_length` (or the length of `future_values`).
         """
         past_values = select_inputs(inputs, past_values, "past_values")
+        if not isinstance(past_values, torch.Tensor):
+            raise TypeError(f"past_values must be a torch.Tensor (batch, steps, channels), got {type(past_values).__name__}.")
         past_values = past_values.to(self.dtype) if past_values.is_floating_point() else past_values
         values, observed = self.perceiver.input_adapter.prepare(past_values, past_observed_mask)
         scaled, loc, scale = self.scaler(values, observed)

@@ -90,6 +90,8 @@ class FlowInputAdapter(InputAdapter):
                 f"Expected {self.in_channels} channels per frame, inputs of shape {expected}, got shape "
                 f"{tuple(inputs.shape)}.{hint} {fix}"
             )
+        if min(inputs.shape[-2:]) < 1:
+            raise ValueError(f"Expected frames of at least 1x1 pixels, got inputs of shape {tuple(inputs.shape)}. {fix}")
 
     def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> InputArray:
         self._check(inputs)

@@ -166,6 +166,8 @@ class ImageInputAdapter(InputAdapter):
                 f"Expected pixel_values of shape {expected} with {self.in_channels} channels, got shape "
                 f"{tuple(pixel_values.shape)}.{hint}"
             )
+        if min(pixel_values.shape[-2:]) < 1:
+            raise ValueError(f"Expected images of at least 1x1 pixels, got pixel_values of shape {tuple(pixel_values.shape)}.")
         if isinstance(self.position_encoding, TrainablePositionEncoding) and not interpolate_pos_encoding:
             height, width = pixel_values.shape[-2:]
             if self.feature_size(height, width) != self.position_encoding.index_dims:

@@ -101,6 +101,10 @@ class MultimodalInputAdapter(InputAdapter):
             )
         if inputs is not None:
             return inputs
+        for name, value in named.items():
+            if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                got = "a 0-d tensor" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise TypeError(f"`{name}` must be a torch.Tensor with a batch dimension first, got {got}.")
         reference = next(iter(named.values()))
         for name, adapter in self.modalities.items():
             if name not in named and isinstance(adapter, OneHotInputAdapter):
@@ -116,6 +120,10 @@ class MultimodalInputAdapter(InputAdapter):
             )
         if sorted(inputs) != expected:
             raise ValueError(f"Expected inputs for the modalities {expected}, got {sorted(inputs)}.")
+        for name, value in inputs.items():
+            if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                got = "a 0-d tensor" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise TypeError(f"The {name} input must be a torch.Tensor with a batch dimension first, got {got}.")
 
     def forward(self, inputs: Mapping[str, torch.Tensor], attention_mask: torch.Tensor | None = None, **kwargs) -> InputArray:
         self._check(inputs)

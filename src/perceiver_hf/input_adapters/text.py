@@ -51,7 +51,7 @@ class TextInputAdapter(InputAdapter):
                 f"Expected input_ids as a torch.Tensor of shape (batch, length), got {type(input_ids).__name__}. "
                 "Tokenize with `PerceiverTokenizer(..., return_tensors='pt')`."
             )
-        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
             raise ValueError(
                 f"Expected integer token ids, got dtype {input_ids.dtype} with shape {tuple(input_ids.shape)}. "
                 "Text models take `input_ids` from the tokenizer, not embeddings."
@@ -68,7 +68,7 @@ class TextInputAdapter(InputAdapter):
             )
         if length == 0:
             raise ValueError("The input has no tokens (input_ids of shape (batch, 0)); give at least one.")
-        if not torch.compiler.is_compiling():
+        if not torch.compiler.is_compiling() and input_ids.numel():
             # An out-of-range id would otherwise surface as an index error deep inside the embedding lookup.
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= self.vocab_size:
@@ -90,6 +90,8 @@ class TextInputAdapter(InputAdapter):
         **kwargs,
     ) -> InputArray:
         self._check(input_ids, attention_mask)
+        if input_ids.dtype not in (torch.int32, torch.int64):
+            input_ids = input_ids.long()  # the embedding lookup takes no other integer dtype (uint8 bytes, say)
         embeddings = self.embeddings(input_ids)
         positions = self.position_encoding.position_embeddings[: input_ids.shape[1]]
         return InputArray(embeddings, positions[None].to(embeddings.dtype), combine="add", attention_mask=attention_mask)

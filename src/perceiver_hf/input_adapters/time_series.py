@@ -123,7 +123,7 @@ class TimeSeriesInputAdapter(InputAdapter):
             time_index = torch.arange(patch - num_steps - padding - 1, 0, patch, device=values.device)[None]
             if time_features is not None:
                 time_features = nn.functional.pad(time_features, (0, 0, padding, 0))[:, patch - 1 :: patch]
-            values, observed_mask = (t.reshape(t.shape[0], -1, patch * t.shape[-1]) for t in (values, observed_mask))
+            values, observed_mask = (t.reshape(t.shape[0], t.shape[1] // patch, patch * t.shape[-1]) for t in (values, observed_mask))
         positions = self.time_encoding(time_index, time_features, dtype=values.dtype, name="past_time_features")
         content = torch.cat([values, observed_mask.to(values.dtype)], dim=-1)
         rows_observed = observed_mask.any(dim=-1)

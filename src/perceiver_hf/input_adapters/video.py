@@ -8,6 +8,8 @@ Fourier positions; the same featurisation serves still images (a 2-D grid). Fram
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..input_array import InputArray
@@ -85,7 +87,7 @@ class VideoPatchesInputAdapter(InputAdapter):
         self._check(frames)
         patches = space_to_depth(frames, self.temporal_patch_size, self.spatial_patch_size)
         grid = tuple(patches.shape[1:-1])
-        content = patches.reshape(patches.shape[0], -1, patches.shape[-1])
+        content = patches.reshape(patches.shape[0], math.prod(grid), patches.shape[-1])  # sizes given: batch may be 0
         if isinstance(self.position_encoding, FourierPositionEncoding):
             positions = self.position_encoding(grid, device=content.device, dtype=content.dtype)
         else:

@@ -9,6 +9,7 @@ from .flow import FlowOutputAdapter
 from .forecast import DistributionOutputAdapter, PointOutputAdapter
 from .multimodal import ModalityOutputAdapter, MultimodalOutputAdapter
 from .text import TiedEmbeddingLogits
+from .token_classification import TokenClassificationOutputAdapter
 
 OUTPUT_ADAPTERS: dict[str, type[OutputAdapter]] = {
     "classification": ClassificationOutputAdapter,
@@ -17,6 +18,7 @@ OUTPUT_ADAPTERS: dict[str, type[OutputAdapter]] = {
     "multimodal": MultimodalOutputAdapter,
     "point": PointOutputAdapter,
     "tied_embeddings": TiedEmbeddingLogits,
+    "token_classification": TokenClassificationOutputAdapter,
 }
 
 
@@ -45,5 +47,6 @@ __all__ = [
     "OutputAdapter",
     "PointOutputAdapter",
     "TiedEmbeddingLogits",
+    "TokenClassificationOutputAdapter",
     "build_output_adapter",
 ]

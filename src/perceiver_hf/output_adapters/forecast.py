@@ -4,6 +4,8 @@ series scaler's) map them back to the data's units."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.distributions import Distribution
@@ -31,7 +33,8 @@ class ForecastOutputAdapter(OutputAdapter):
 
     def per_step(self, params) -> tuple[torch.Tensor, ...]:
         # transformers' domain maps drop an axis of size 1; keep (batch, steps, channels) throughout.
-        return tuple(param.reshape(param.shape[0], -1, self.num_channels) for param in params)
+        # Sizes given, not -1: the batch may be empty.
+        return tuple(param.reshape(param.shape[0], math.prod(param.shape[1:]) // self.num_channels, self.num_channels) for param in params)
 
 
 class DistributionOutputAdapter(ForecastOutputAdapter):

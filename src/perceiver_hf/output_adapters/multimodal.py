@@ -36,7 +36,7 @@ class ModalityOutputAdapter(nn.Module):
     def layout(self, outputs: torch.Tensor) -> torch.Tensor:
         """All blocks' outputs in transformers' layout."""
         if self.kind == "audio":
-            return outputs.reshape(outputs.shape[0], -1)
+            return outputs.reshape(outputs.shape[0], outputs.shape[1] * outputs.shape[2])
         if self.kind == "classification":
             return outputs[:, 0]
         return outputs
@@ -87,6 +87,28 @@ class MultimodalOutputAdapter(OutputAdapter, nn.ModuleDict):
     def layout(self, decoded: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every decoded modality in transformers' layout (a modality with an empty subsample has no entry)."""
         return {name: adapter.layout(decoded[name]) for name, adapter in self.items() if name in decoded}
+
+    def check_inputs(self, inputs: Mapping[str, torch.Tensor], grids: Mapping[str, tuple[int, ...] | None]) -> None:
+        """An autoencoder reconstructs its inputs on the output `grids` it was built for: the video must have that
+        many frames of that size, the waveform that many samples (other mistakes are the input adapter's to report)."""
+        if not isinstance(inputs, Mapping):
+            return
+        for name, adapter in self.items():
+            grid, given = grids.get(name), inputs.get(name)
+            if grid is None or not isinstance(given, torch.Tensor):
+                continue
+            if adapter.kind == "pixels" and given.ndim == 5 and (given.shape[1], *given.shape[-2:]) != tuple(grid):
+                raise ValueError(
+                    f"The model reconstructs {grid[0]} frames of {grid[1]}x{grid[2]} pixels, but the {name} input has "
+                    f"{given.shape[1]} frames of {given.shape[-2]}x{given.shape[-1]} (shape {tuple(given.shape)}): "
+                    "resize the video (the processor does), or build the model for this size."
+                )
+            samples = grid[0] * adapter.linear.out_features
+            if adapter.kind == "audio" and given.ndim >= 2 and given.shape[1] != samples:
+                raise ValueError(
+                    f"The model reconstructs {samples} audio samples, but the {name} input has {given.shape[1]} (shape "
+                    f"{tuple(given.shape)}): pad or trim the waveform, or build the model for this length."
+                )
 
     def reconstruction(
         self, logits: Mapping[str, torch.Tensor], grids: Mapping[str, tuple[int, ...] | None]

@@ -48,8 +48,8 @@ class AppendableLayer(DynamicLayer):
         """Fresh buffers with room for twice the cached and new entries, holding the cached ones."""
         cached = self.keys.shape[-2] if self.keys is not None and self.keys.dim() == 4 else 0
         capacity = max(64, 2 * (cached + key_states.shape[-2]))
-        self._key_buffer = key_states.new_empty((*key_states.shape[:-2], capacity, key_states.shape[-1]))
-        self._value_buffer = value_states.new_empty((*value_states.shape[:-2], capacity, value_states.shape[-1]))
+        self._key_buffer = key_states.new_zeros((*key_states.shape[:-2], capacity, key_states.shape[-1]))
+        self._value_buffer = value_states.new_zeros((*value_states.shape[:-2], capacity, value_states.shape[-1]))
         if cached:
             self._key_buffer[..., :cached, :] = self.keys
             self._value_buffer[..., :cached, :] = self.values

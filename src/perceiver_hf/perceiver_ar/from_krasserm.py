@@ -136,8 +136,8 @@ def krasserm_source_config(source: str | Path | None, kwargs: dict[str, Any]) ->
         return None
     try:
         config_dict = read_config_dict(source, {k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
-    except (OSError, ValueError):
-        return None  # the regular loading path reports what is wrong with `source`
+    except ValueError:
+        return None  # a malformed config.json: the regular loading path reports it (an OSError is raised as is)
     return config_dict if config_dict is not None and is_krasserm_config(config_dict) else None
 
 

@@ -120,10 +120,21 @@ class PerceiverARLayer(GradientCheckpointingLayer):
         self.mlp = PerceiverIOMLP(config, channels, widening, bias=False)
         self.residual_dropout = nn.Dropout(config.residual_dropout)
 
-    def forward(
-        self, hidden_states: torch.Tensor, **attention_inputs: Unpack[CausalAttentionInputs]
+    def __call__(
+        self, hidden_states: torch.Tensor, prefix: torch.Tensor | None = None, **attention_inputs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention_output, attn_weights = self.attention(hidden_states, **attention_inputs)
+        # Reentrant checkpointing (`use_reentrant=True`) replays a layer from its positional tensors only: the
+        # prefix (token embeddings, which take gradients) must be one, or the replay backpropagates into the
+        # embeddings and the outer backward does so again.
+        return super().__call__(hidden_states, prefix, **attention_inputs)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        prefix: torch.Tensor | None = None,
+        **attention_inputs: Unpack[CausalAttentionInputs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention_output, attn_weights = self.attention(hidden_states, prefix=prefix, **attention_inputs)
         hidden_states = hidden_states + self.residual_dropout(attention_output)
         mlp_output = self.mlp(self.mlp_norm(hidden_states))
         return hidden_states + self.residual_dropout(mlp_output), attn_weights

@@ -2,6 +2,12 @@
 
 from .optical_flow import OpticalFlowPipeline
 from .time_series_forecasting import TimeSeriesForecastingPipeline
+from .token_classification import PerceiverIOTokenClassificationPipeline
 from .video_autoencoding import VideoAutoencodingPipeline
 
-__all__ = ["OpticalFlowPipeline", "TimeSeriesForecastingPipeline", "VideoAutoencodingPipeline"]
+__all__ = [
+    "OpticalFlowPipeline",
+    "PerceiverIOTokenClassificationPipeline",
+    "TimeSeriesForecastingPipeline",
+    "VideoAutoencodingPipeline",
+]

@@ -144,6 +144,8 @@ class VideoAutoencodingPipeline(Pipeline):
         self.feature_extractor = feature_extractor or load_processor(self.model)
 
     def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, (list, tuple)) and not inputs:
+            raise ValueError("No clip given: pass a video file, a list of frames or an array (frames, height, width, 3).")
         # One clip given as a list of frames is one input, not a batch of inputs.
         if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (Image.Image, np.ndarray)):
             if isinstance(inputs[0], Image.Image) or inputs[0].ndim in (2, 3):

@@ -21,6 +21,7 @@ from .language import (
     masked_lm_decoder_config,
     sequence_classification,
     text_adapter_config,
+    token_classification,
 )
 from .optical_flow import (
     OPTICAL_FLOW_CORE,
@@ -61,6 +62,7 @@ __all__ = [
     "text_adapter_config",
     "time_series_components",
     "time_series_forecasting",
+    "token_classification",
     "trainable_position_encoding",
     "transformers_sizes",
 ]

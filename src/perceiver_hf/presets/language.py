@@ -1,5 +1,6 @@
 """DeepMind's byte-level language model (`language_perceiver_io_bytes`, transformers' `deepmind/language-perceiver`)
-as a masked language model, and its encoder with a classification query."""
+as a masked language model, its encoder with a classification query, and its encoder and per-position decoder with
+a label per byte."""
 
 from __future__ import annotations
 
@@ -91,3 +92,34 @@ def sequence_classification(
         "output_adapter": {"type": "classification"},
         "num_labels": num_labels,
     }
+
+
+def token_classification(
+    num_labels: int | None = None,
+    vocab_size: int = BYTE_VOCAB_SIZE,
+    max_position_embeddings: int = 2048,
+    decoder_num_heads: int = 8,
+    decoder_qk_channels: int = 256,
+    mask_padded_queries: bool = True,
+    queries_add_inputs: bool = False,
+    query_input_window: int = 0,
+    class_weights=None,
+    **overrides,
+) -> dict[str, Any]:
+    """The masked language model's encoder and per-position decoder, each position's decoded vector mapped to
+    `num_labels` logits (one label per byte) by the output adapter instead of tied to the byte embeddings, so a
+    masked LM's decoder carries over whole. `num_labels` defaults to as many as `id2label` names (else 2);
+    `queries_add_inputs` adds each byte's input row (embedding + position) to its query, `query_input_window=w` a
+    learned map of the rows around it too; `class_weights` weight the loss per label; `overrides` replace core
+    fields."""
+    if num_labels is None:
+        num_labels = len(overrides["id2label"]) if overrides.get("id2label") else 2
+    config = masked_lm(
+        vocab_size, max_position_embeddings, decoder_num_heads, decoder_qk_channels, mask_padded_queries, **overrides
+    )
+    if queries_add_inputs or query_input_window:
+        config["query_decoder"]["query"].update(add_inputs=True, input_window=int(query_input_window))
+    output_adapter = {"type": "token_classification"}
+    if class_weights is not None:
+        output_adapter["class_weights"] = [float(weight) for weight in class_weights]
+    return {**config, "output_adapter": output_adapter, "num_labels": num_labels}

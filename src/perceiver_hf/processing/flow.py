@@ -150,6 +150,8 @@ class PerceiverIOFlowProcessor(ImageProcessingMixin):
                 f"Both frames must have the same size, got {tuple(first.shape[1:])} and {tuple(second.shape[1:])} "
                 "(height, width). Resize or crop them to a common size."
             )
+        if min(first.shape[-2:]) < 1:
+            raise ValueError(f"Frames must have at least 1x1 pixels, got frames of {tuple(first.shape[-2:])} (height, width).")
         return torch.stack([first, second]) / 255.0 * 2 - 1
 
     def extract_patches(self, frames: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,10 @@ def save_forecast_plot(
     history_steps: int | None = None,
     title: str | None = None,
 ) -> Path:
-    """Write a PNG to `path` (atomically: no half-written file is ever left there): the last `history_steps` steps of `history` (default four horizons), the `(steps,
-    channels)` `forecast` and the band between `band[0]` and `band[1]`; `actual` values of the forecast steps,
-    when known, are drawn over it. The x axis is time when the history has timestamps, else step offsets."""
+    """Write a PNG to `path` (atomically: no half-written file is ever left there): the last `history_steps`
+    steps of `history` (default four horizons), the `(steps, channels)` `forecast` and the band between `band[0]`
+    and `band[1]`; `actual` values of the forecast steps, when known, are drawn over it. The x axis is time when
+    the history has timestamps, else step offsets."""
     try:
         from matplotlib.figure import Figure
     except ImportError:

@@ -23,36 +23,29 @@ class FoldedKeyValueAttention:
     def __init__(self, maps: LayerMaps):
         self.maps = maps
 
+    def normalize(self, rows: torch.Tensor) -> torch.Tensor:
+        """Input rows normalised without the layer norm's affine part: the keys and values of every head."""
+        return nn.functional.layer_norm(rows, rows.shape[-1:], eps=self.maps.kv_norm.eps)
+
     def key_values(self, inputs: InputArray | torch.Tensor) -> torch.Tensor:
         """The inputs normalised without the layer norm's affine part, `(batch, M, kv_dim)`, read block by block."""
         if isinstance(inputs, torch.Tensor):
             inputs = InputArray(inputs)
-        eps = self.maps.kv_norm.eps
+        return inputs.map_rows(lambda rows: (self.normalize(rows),), self.maps.attention.config.input_chunk_size)[0]
 
-        def normalize(rows: torch.Tensor) -> tuple[torch.Tensor]:
-            return (nn.functional.layer_norm(rows, rows.shape[-1:], eps=eps),)
-
-        return inputs.map_rows(normalize, self.maps.attention.config.input_chunk_size)[0]
-
-    def __call__(
-        self,
-        hidden_states: torch.Tensor,
-        normalized: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def queries(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`(batch, heads, N, kv_dim)` queries in the normalised input space: `q G_k^T` per head."""
         maps = self.maps
         attention = maps.attention
-        heads, qk_dim, v_dim = attention.num_heads, attention.qk_head_dim, attention.v_head_dim
-        batch_size, num_queries, _ = hidden_states.shape
-        query = attention.split_heads(maps.query(maps.query_norm(hidden_states)), qk_dim)
-        # Queries move into the normalised input space: q G_k^T per head.
-        key_weight = maps.key.weight.view(heads, qk_dim, -1) * maps.kv_norm.weight
-        query = torch.einsum("bhnd,hdc->bhnc", query, key_weight)
-        inputs = normalized[:, None].expand(-1, heads, -1, -1)  # one "head" shared by all heads
+        query = attention.split_heads(maps.query(maps.query_norm(hidden_states)), attention.qk_head_dim)
+        key_weight = maps.key.weight.view(attention.num_heads, attention.qk_head_dim, -1) * maps.kv_norm.weight
+        return torch.einsum("bhnd,hdc->bhnc", query, key_weight)
 
-        attn_output, attn_weights = attention.attend(query, inputs, inputs, attention_mask, output_attentions)
-
+    def values_out(self, attn_output: torch.Tensor) -> torch.Tensor:
+        """`(batch, N, heads, kv_dim)` attention-weighted normalised inputs -> `(batch, N, v_channels)` values."""
+        maps = self.maps
+        attention = maps.attention
+        heads, v_dim = attention.num_heads, attention.v_head_dim
         value_weight = maps.value.weight.view(heads, v_dim, -1) * maps.kv_norm.weight
         value_offset = nn.functional.linear(maps.kv_norm.bias, maps.value.weight, maps.value.bias)
         attn_output = torch.einsum("bnhc,hdc->bnhd", attn_output, value_weight)
@@ -61,6 +54,18 @@ class FoldedKeyValueAttention:
         # exactly zero. Keep it in the graph with that zero gradient, as the plain computation has it, so that DDP
         # (which expects a gradient for every parameter) and weight decay treat it alike.
         attn_output = attn_output + 0.0 * maps.key.bias.sum()
-        attn_output = attn_output.reshape(batch_size, num_queries, attention.v_channels)
-        attn_output = zero_rows_without_keys(attn_output, attention_mask)
-        return maps.output(attn_output), (attn_weights if output_attentions else None)
+        return attn_output.reshape(attn_output.shape[0], attn_output.shape[1], attention.v_channels)
+
+    def __call__(
+        self,
+        hidden_states: torch.Tensor,
+        normalized: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention = self.maps.attention
+        query = self.queries(hidden_states)
+        inputs = normalized[:, None].expand(-1, attention.num_heads, -1, -1)  # one "head" shared by all heads
+        attn_output, attn_weights = attention.attend(query, inputs, inputs, attention_mask, output_attentions)
+        attn_output = zero_rows_without_keys(self.values_out(attn_output), attention_mask)
+        return self.maps.output(attn_output), (attn_weights if output_attentions else None)

@@ -8,6 +8,7 @@ import torch
 
 from ..attention import PerceiverIOLayer
 from .absorbed_query_output import AbsorbedQueryOutputAttention
+from .blockwise_weights import BlockwiseWeightsAttention
 from .folded_decoder import can_fold
 from .folded_key_values import FoldedKeyValueAttention
 
@@ -46,20 +47,25 @@ def _weights_readable(layer: PerceiverIOLayer) -> bool:
     return layer.attention.query.weight.device.type != "meta"
 
 
-def encoder_rewrite(layer: PerceiverIOLayer, num_queries: int) -> FoldedKeyValueAttention | None:
+def encoder_rewrite(
+    layer: PerceiverIOLayer, num_queries: int, output_attentions: bool = False
+) -> FoldedKeyValueAttention | BlockwiseWeightsAttention | None:
     """The encoder cross-attention: key/value projections folded into the `num_queries` latents when that is
-    cheaper (`2 N heads C < (C + N)(qk + v)`: every DeepMind encoder with one cross-attention head); `None`: the
+    cheaper (`2 N heads C < (C + N)(qk + v)`: every DeepMind encoder with one cross-attention head); with its
+    weights asked for, the input array read a block of rows at a time (folded or not, as without); `None`: the
     plain path."""
     attention = layer.attention
+    if not (attention.is_cross_attention and _weights_readable(layer)):
+        return None
     folds = (
-        attention.is_cross_attention
-        and _folding_pays_off(
+        _folding_pays_off(
             num_queries, attention.num_heads, attention.key.in_features, attention.qk_channels, attention.v_channels
         )
         # Folding assumes each attention row sums to one; dropout on the weights breaks that in training.
         and attention.dropout == 0
-        and _weights_readable(layer)
     )
+    if output_attentions:
+        return BlockwiseWeightsAttention(layer.maps(), fold_key_values=folds)
     return FoldedKeyValueAttention(layer.maps()) if folds else None
 
 
