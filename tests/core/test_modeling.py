@@ -75,7 +75,7 @@ def test_gradient_checkpointing_recomputes_layers_and_keeps_gradients(monkeypatc
     pixel_values, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, 3])
     # Count the runs of a layer's MLP (module hooks do not fire during checkpoint recomputation).
     calls, mlp = [], model.perceiver.encoder.self_attention_layers[0].mlp
-    monkeypatch.setattr(mlp, "forward", lambda hidden, forward=mlp.forward: calls.append(1) or forward(hidden))
+    monkeypatch.setattr(mlp, "forward", lambda hidden, forward=mlp.forward, **kwargs: calls.append(1) or forward(hidden, **kwargs))
 
     def gradients():
         model.zero_grad()

@@ -22,6 +22,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..configuration import PerceiverIOConfig
 from ..input_array import InputArray, split_tensors
+from .rewrites.residual_product import linear_plus_residual
 
 
 def eager_attention_forward(
@@ -185,8 +186,12 @@ class PerceiverIOMLP(nn.Module):
         self.activation = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
         self.fc2 = nn.Linear(widening_factor * channels, channels, bias=bias)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation(self.fc1(hidden_states)))
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The MLP of `hidden_states`, plus `residual` when given (added inside the last product)."""
+        hidden_states = self.activation(self.fc1(hidden_states))
+        if residual is None:
+            return self.fc2(hidden_states)
+        return linear_plus_residual(self.fc2, hidden_states, residual)
 
 
 @dataclass(frozen=True)
@@ -252,11 +257,7 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
 
     def feed_forward(self, attention_output: torch.Tensor) -> torch.Tensor:
         """The residual MLP block that follows the attention."""
-        layer_output = self.mlp(self.mlp_norm(attention_output))
-        # In place into the fresh output of the last linear layer (whose backward does not need it): every avoided
-        # allocation of a large CPU tensor saves its page faults.
-        layer_output += attention_output
-        return layer_output
+        return self.mlp(self.mlp_norm(attention_output), residual=attention_output)
 
     def __call__(
         self,
