@@ -1,9 +1,8 @@
 """Multimodal autoencoding: DeepMind's Kinetics-700 model reconstructs video, audio and the class label.
 
 Audio patches, video patches and a (masked) one-hot label are packed into one input array, encoded once, and
-decoded by one query per audio patch, per pixel and for the label, each modality's output mapped by its own
-output adapter. A full reconstruction (804,737 queries) is one call, decoded in chunks; transformers' Perceiver
-re-runs the whole model for each of 128 subsampled chunks.
+decoded by one query per audio patch, per pixel and for the label, each mapped by its modality's output adapter.
+A full reconstruction (804,737 queries) is one call, decoded in chunks (transformers' re-runs it per chunk).
 """
 
 from __future__ import annotations
