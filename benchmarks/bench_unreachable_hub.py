@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 
+from harness import cpu_description
+
 CLASSES = {
     "perceiver_hf": "from perceiver_hf import PerceiverIOForImageClassification as Model",
     "transformers": "from transformers import PerceiverForImageClassificationLearned as Model",
@@ -35,18 +37,6 @@ except Exception as error:
 else:
     raise SystemExit("from_pretrained unexpectedly succeeded")
 """
-
-
-def cpu_description() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            lines = info.read().splitlines()
-    except OSError:
-        return "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-    vector = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if flag in flags]
-    return f"{model} ({', '.join(vector) or 'no AVX2'})"
 
 
 def unused_port() -> int:

@@ -43,6 +43,13 @@ class Case:
     run: Callable[[object, int], object]
 
 
+def cpu_description() -> str:
+    """The CPU model, its vector extensions and native bf16 (what the figures depend on), and the core count."""
+    from perceiver_hf.cpu import cpu_info
+
+    return f"{cpu_info().describe()}; {os.cpu_count()} cores"
+
+
 def _status_kib(field: str) -> int:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
