@@ -24,7 +24,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, shape_wrapper
 
-from perceiver_hf.cpu import cpu_info
 
 aten = torch.ops.aten
 
@@ -95,6 +94,8 @@ def ceiling_seconds(flops: dict[str, float], ceilings: dict[str, float]) -> floa
 
 def machine_report(ceilings: dict[str, float] | None = None, dtype: str = "fp32") -> str:
     """The CPU line, and the rates `ceilings` when given."""
+    from perceiver_hf.cpu import cpu_info  # here: workers in another library's environment import this module
+
     line = f"CPU: {cpu_info().describe()}; {torch.get_num_threads()} threads"
     if ceilings is None:
         return line
