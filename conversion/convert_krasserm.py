@@ -11,7 +11,6 @@ model's in memory; it is written to a temporary sibling first and moved into pla
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -30,10 +29,10 @@ from transformers.utils import cached_file
 
 import perceiver_hf
 from perceiver_hf import PerceiverARForCausalLM
-from perceiver_hf.model_folder import check_output_folder, render_model_card, staged_output_folder
+from perceiver_hf.model_folder import render_model_card, staged_output_folder
 from perceiver_hf.perceiver_ar.from_krasserm import is_krasserm_config
 
-from .sources import read_source_config
+from .sources import parse_converter_arguments
 
 MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 
@@ -60,17 +59,12 @@ def copy_tokenizer_files(source: str, target: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="krasserm/perceiver-io Perceiver AR checkpoint: folder or Hub repository id")
-    parser.add_argument("--output", required=True, type=Path, help="folder to write the perceiver_hf checkpoint to")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max relative logit difference accepted")
-    args = parser.parse_args(argv)
-
-    try:
-        check_output_folder(args.output)
-        config_dict = read_source_config(args.source)
-    except ValueError as error:
-        parser.error(str(error))
+    parser, args, config_dict = parse_converter_arguments(
+        __doc__,
+        source_help="krasserm/perceiver-io Perceiver AR checkpoint: folder or Hub repository id",
+        tolerance_help="max relative logit difference accepted",
+        argv=argv,
+    )
     if config_dict is None or not is_krasserm_config(config_dict):
         found = None if config_dict is None else config_dict.get("model_type")
         parser.error(

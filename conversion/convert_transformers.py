@@ -10,7 +10,6 @@ folder is written to a temporary sibling first and moved into place only when th
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -29,10 +28,10 @@ import torch
 import perceiver_hf  # registers the Auto classes
 from perceiver_hf.from_transformers import ARCHITECTURES, source_architecture
 from perceiver_hf.input_adapters import FlowInputAdapter, ImageInputAdapter, TextInputAdapter
-from perceiver_hf.model_folder import check_output_folder, staged_output_folder
+from perceiver_hf.model_folder import staged_output_folder
 from perceiver_hf.processing import PerceiverIOFlowProcessor
 
-from .sources import read_source_config
+from .sources import parse_converter_arguments
 
 PROCESSOR_FILES = (
     "preprocessor_config.json",
@@ -68,21 +67,13 @@ def example_inputs(model) -> dict[str, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser, args, config_dict = parse_converter_arguments(
+        __doc__,
+        source_help="transformers Perceiver checkpoint: folder or Hub repository id",
+        tolerance_help="max relative output difference accepted",
+        argv=argv,
         prog="python conversion/convert_transformers.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", help="transformers Perceiver checkpoint: folder or Hub repository id")
-    parser.add_argument("--output", required=True, type=Path, help="folder to write the perceiver_hf checkpoint to")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max relative output difference accepted")
-    args = parser.parse_args(argv)
-
-    try:
-        check_output_folder(args.output)
-        config_dict = read_source_config(args.source)
-    except ValueError as error:
-        parser.error(str(error))
     if config_dict is None:
         parser.error(f"{args.source} has no config.json: it is not a transformers checkpoint folder.")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from perceiver_hf.from_transformers import read_config_dict
+from perceiver_hf.model_folder import check_output_folder
 
 
 def read_source_config(source: str | Path) -> dict[str, Any] | None:
@@ -24,6 +26,26 @@ def read_source_config(source: str | Path) -> dict[str, Any] | None:
         return read_config_dict(path if path.is_dir() else str(source))
     except OSError as error:
         raise ValueError(_not_found(str(source), error)) from None
+
+
+def parse_converter_arguments(
+    description: str, source_help: str, tolerance_help: str, argv: list[str] | None, prog: str | None = None
+) -> tuple[argparse.ArgumentParser, argparse.Namespace, dict[str, Any] | None]:
+    """A converter's command line (`source`, `--output`, `--tolerance`), with the output folder checked and the
+    source's config.json read (None when it has none) before any weights are fetched."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("source", help=source_help)
+    parser.add_argument("--output", required=True, type=Path, help="folder to write the perceiver_hf checkpoint to")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help=tolerance_help)
+    args = parser.parse_args(argv)
+    try:
+        check_output_folder(args.output)
+        config_dict = read_source_config(args.source)
+    except ValueError as error:
+        parser.error(str(error))
+    return parser, args, config_dict
 
 
 def _not_found(source: str, error: OSError) -> str:
