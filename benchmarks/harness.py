@@ -18,6 +18,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,29 @@ def cpu_description() -> str:
     return f"{cpu_info().describe()}; {os.cpu_count()} cores"
 
 
+# How the C allocator treats freed memory, set for every worker process (glibc reads these at start-up). glibc's
+# defaults return large freed blocks to the system (blocks above its mmap threshold, and the heap's top beyond its
+# trim threshold, both adjusted as the process runs), so a forward that frees and allocates tensors of a few MiB
+# takes them back page by page: minor page faults, each zeroing a page in the kernel (0.4 to 2 million per
+# ImageNet forward at batch 4). "retain" keeps freed memory for reuse, as jemalloc or tcmalloc would.
+ALLOCATORS = {
+    "glibc": {},
+    "retain": {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**32)},
+}
+
+
+def use_allocator(name: str) -> None:
+    """Start every later worker process with the `ALLOCATORS[name]` settings."""
+    for variable in ALLOCATORS["retain"]:
+        os.environ.pop(variable, None)
+    os.environ.update(ALLOCATORS[name])
+
+
+def allocator_description() -> str:
+    settings = [f"{variable}={os.environ[variable]}" for variable in ALLOCATORS["retain"] if variable in os.environ]
+    return "glibc, keeping freed memory (" + ", ".join(settings) + ")" if settings else "glibc defaults"
+
+
 def _status_kib(field: str) -> int:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
@@ -66,17 +90,20 @@ def _reset_peak_memory() -> None:
 
 def measure_steps(name: str, batch_size: int, step: Callable[[], object], repeats: int, warmup: int) -> dict:
     """Median time of `step()` over `repeats` runs after `warmup` runs, and the process's memory: resident after
-    loading (now) and at its peak while stepping."""
+    loading (now) and at its peak while stepping, and the minor page faults of a timed step (memory the allocator
+    handed back to the system and took again: see `ALLOCATORS`)."""
     gc.collect()
     after_load = _status_kib("VmRSS") * 1024
     _reset_peak_memory()
     for _ in range(warmup):
         step()
     times = []
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(repeats):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
     peak = _status_kib("VmHWM") * 1024
     return {
         "case": name,
@@ -86,6 +113,7 @@ def measure_steps(name: str, batch_size: int, step: Callable[[], object], repeat
         "peak_gib": peak / GIB,
         "activation_gib": (peak - after_load) / GIB,
         "threads": torch.get_num_threads(),
+        "page_faults_per_step": faults / max(repeats, 1),
     }
 
 
@@ -169,7 +197,7 @@ def ceiling_share(side: dict, rates: dict | None = None) -> float:
 
 def print_table(rows: list[dict], title: str = "") -> None:
     if title:
-        print(f"\n{title}\n{machine_report()}")
+        print(f"\n{title}\n{machine_report()}; allocator: {allocator_description()}")
     header = (
         "| batch | latency ours / theirs (s) | ratio | peak ours / theirs (GiB) | ratio "
         "| activation ours / theirs (GiB) | ratio | GFLOP ours / theirs | share of ceiling ours / theirs |"
@@ -186,7 +214,8 @@ def print_table(rows: list[dict], title: str = "") -> None:
         )
     for row in rows:
         print(f"ceilings measured by the batch-{row['batch_size']} workers: ours {_rates(row['ours'])}; "
-              f"theirs {_rates(row['theirs'])}")
+              f"theirs {_rates(row['theirs'])}; minor page faults per forward: ours "
+              f"{row['ours']['page_faults_per_step']:,.0f}, theirs {row['theirs']['page_faults_per_step']:,.0f}")
     sys.stdout.flush()
 
 
@@ -206,6 +235,12 @@ def benchmark_parser(description: str, batch_sizes=(1, 4), repeats: int = 3, war
     parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--folder", type=Path, help="weights folder (internal, for worker processes)")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    parser.add_argument(
+        "--allocator",
+        choices=sorted(ALLOCATORS),
+        default="glibc",
+        help="glibc: its defaults (what a user gets); retain: both sides' workers keep freed memory (see ALLOCATORS)",
+    )
     return parser
 
 
@@ -268,6 +303,7 @@ def main(
         worker_main(cases(args.folder), sys.argv[1:])
         return
     script = Path(sys.argv[0]).resolve()
+    use_allocator(args.allocator)
     with shared_weights(prepare) as folder:
         rows = compare(
             script,

@@ -1,12 +1,15 @@
-"""A residual added inside the MLP's last product gives what the separate addition gives (values and gradients),
-and only where the linear layer's forward can be bypassed."""
+"""A residual added inside a layer's last products (the attention output projection's and the MLP's) gives what the
+separate addition gives (values and gradients), and only where the linear layer's forward can be bypassed."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from perceiver_hf import PerceiverIOConfig
+from perceiver_hf.core.attention import PerceiverIOLayer
 from perceiver_hf.core.rewrites.residual_product import adds_inside_product, linear_plus_residual
 
 
@@ -57,3 +60,34 @@ def test_wrapped_or_autocast_linears_take_the_module_path():
         expected += residual
     torch.testing.assert_close(output, expected, rtol=0, atol=0)  # the module path: bf16 product, residual added
     assert not adds_inside_product(plain, inputs.to(torch.float64))
+
+
+class RecordOperators(TorchDispatchMode, list):
+    """The aten operators that run inside the `with` block."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("is_cross_attention", [False, True])
+def test_a_layer_adds_its_query_residual_inside_the_output_projection(is_cross_attention):
+    torch.manual_seed(0)
+    config = PerceiverIOConfig(d_latents=16, num_latents=4, attn_implementation="eager")
+    layer = PerceiverIOLayer(
+        config, query_dim=16, kv_dim=8 if is_cross_attention else 16, qk_channels=16, v_channels=16, num_heads=2,
+        is_cross_attention=is_cross_attention,
+    ).double()  # fmt: skip
+    queries = torch.randn(2, 4, 16, dtype=torch.float64, requires_grad=True)
+    inputs = torch.randn(2, 6, 8, dtype=torch.float64) if is_cross_attention else None
+    key_values = layer.attention.key_values(inputs) if is_cross_attention else None
+
+    attended, _ = layer.attention(queries, key_values)
+    expected = layer.feed_forward(attended + queries)
+    with RecordOperators() as recorded:
+        output, _ = layer(queries, inputs)
+    assert recorded.count(torch.ops.aten.addmm_.default) == 2  # output projection and MLP: both accumulate in place
+    torch.testing.assert_close(output, expected, rtol=0, atol=1e-12)
+    (got,) = torch.autograd.grad(output.sum(), queries)
+    (want,) = torch.autograd.grad(expected.sum(), queries)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)

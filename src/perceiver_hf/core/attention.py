@@ -156,12 +156,14 @@ class PerceiverIOAttention(nn.Module):
         key_values: KeyValues | None = None,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        residual: torch.Tensor | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from `hidden_states` to `key_values` (self-attention when `None`).
 
         `attention_mask` is broadcastable to `(batch, 1, N, M)`: boolean (query rows with no key to attend to
-        output zeros before the output projection, as DeepMind's `attend` does) or additive.
+        output zeros before the output projection, as DeepMind's `attend` does) or additive. `residual`, when
+        given, is added to the output inside the output projection's product.
         """
         batch_size, num_queries, _ = hidden_states.shape
         normed = self.query_norm(hidden_states)
@@ -174,7 +176,10 @@ class PerceiverIOAttention(nn.Module):
         attn_output, attn_weights = self.attend(query, key, value, attention_mask, output_attentions, **kwargs)
         attn_output = attn_output.reshape(batch_size, num_queries, self.v_channels)
         attn_output = zero_rows_without_keys(attn_output, attention_mask)
-        return self.output(attn_output), (attn_weights if output_attentions else None)
+        weights = attn_weights if output_attentions else None
+        if residual is None:
+            return self.output(attn_output), weights
+        return linear_plus_residual(self.output, attn_output, residual), weights
 
 
 class PerceiverIOMLP(nn.Module):
@@ -295,7 +300,12 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
         key_values = rebuild_context(context_tensors)
         if key_values is not None and not context_is_key_values:
             key_values = attention.key_values(key_values)
-        attention_output, attn_weights = attention(hidden_states, key_values, attention_mask, output_attentions)
-        if self.use_query_residual:
-            attention_output += hidden_states
+        if rewrite is None and self.use_query_residual:
+            attention_output, attn_weights = attention(
+                hidden_states, key_values, attention_mask, output_attentions, residual=hidden_states
+            )
+        else:
+            attention_output, attn_weights = attention(hidden_states, key_values, attention_mask, output_attentions)
+            if self.use_query_residual:
+                attention_output += hidden_states
         return self.feed_forward(attention_output), attn_weights

@@ -5,7 +5,8 @@ broadcast bias into the output, the product accumulates into it, and the residua
 Starting from `residual + b` and accumulating the product into that (`addmm_`) saves one full pass per layer. On
 CPU each element-wise pass is also a synchronisation of all threads, which is what costs most when the cores are
 shared with other work (profiles of the latent stack: each pass over a 512 x 1024 tensor cost as much as a twelfth
-of a 1 GFLOP product on two busy cores).
+of a 1 GFLOP product on two busy cores). Both residual additions of a layer are done this way: the attention
+output projection's (the query residual, on the plain path) and the MLP's.
 """
 
 from __future__ import annotations
