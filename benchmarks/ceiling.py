@@ -49,12 +49,21 @@ class _FlopCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        packet = func._overloadpacket
+        packet = _out_of_place(func._overloadpacket)
         if packet in ATTENTION_FLOPS:
             self.attention += ATTENTION_FLOPS[packet](*args, **kwargs, out_val=out)
         elif packet in flop_registry:
             self.gemm += flop_registry[packet](*args, **kwargs, out_val=out)
         return out
+
+
+def _out_of_place(packet):
+    # torch's formulas are registered for out-of-place operators only; an in-place product (`addmm_`, which adds a
+    # residual inside the product) computes the same FLOPs.
+    name = packet.__name__
+    if name.endswith("_") and not name.startswith("_") and hasattr(aten, name[:-1]):
+        return getattr(aten, name[:-1])
+    return packet
 
 
 def count_flops(run: Callable[[], object]) -> dict[str, float]:
