@@ -10,6 +10,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from perceiver_hf import PerceiverIOConfig
 from perceiver_hf.core.attention import PerceiverIOLayer
+from perceiver_hf.core.rewrites import planner
+from perceiver_hf.core.rewrites.folded_key_values import FoldedKeyValueAttention
 from perceiver_hf.core.rewrites.residual_product import adds_inside_product, linear_plus_residual
 
 
@@ -70,8 +72,8 @@ class RecordOperators(TorchDispatchMode, list):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("is_cross_attention", [False, True])
-def test_a_layer_adds_its_query_residual_inside_the_output_projection(is_cross_attention):
+@pytest.mark.parametrize("is_cross_attention, folded", [(False, False), (True, False), (True, True)])
+def test_a_layer_adds_its_query_residual_inside_the_output_projection(is_cross_attention, folded):
     torch.manual_seed(0)
     config = PerceiverIOConfig(d_latents=16, num_latents=4, attn_implementation="eager")
     layer = PerceiverIOLayer(
@@ -84,8 +86,11 @@ def test_a_layer_adds_its_query_residual_inside_the_output_projection(is_cross_a
 
     attended, _ = layer.attention(queries, key_values)
     expected = layer.feed_forward(attended + queries)
+    # The folded key/value rewrite (the planner's choice for this shape) adds it the same way.
+    rewrite = planner.encoder_rewrite(layer, num_queries=4) if folded else None
+    assert isinstance(rewrite, FoldedKeyValueAttention) == folded
     with RecordOperators() as recorded:
-        output, _ = layer(queries, inputs)
+        output, _ = layer(queries, inputs, rewrite=rewrite)
     assert recorded.count(torch.ops.aten.addmm_.default) == 2  # output projection and MLP: both accumulate in place
     torch.testing.assert_close(output, expected, rtol=0, atol=1e-12)
     (got,) = torch.autograd.grad(output.sum(), queries)

@@ -176,10 +176,7 @@ class PerceiverIOAttention(nn.Module):
         attn_output, attn_weights = self.attend(query, key, value, attention_mask, output_attentions, **kwargs)
         attn_output = attn_output.reshape(batch_size, num_queries, self.v_channels)
         attn_output = zero_rows_without_keys(attn_output, attention_mask)
-        weights = attn_weights if output_attentions else None
-        if residual is None:
-            return self.output(attn_output), weights
-        return linear_plus_residual(self.output, attn_output, residual), weights
+        return linear_plus_residual(self.output, attn_output, residual), (attn_weights if output_attentions else None)
 
 
 class PerceiverIOMLP(nn.Module):
@@ -193,10 +190,7 @@ class PerceiverIOMLP(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """The MLP of `hidden_states`, plus `residual` when given (added inside the last product)."""
-        hidden_states = self.activation(self.fc1(hidden_states))
-        if residual is None:
-            return self.fc2(hidden_states)
-        return linear_plus_residual(self.fc2, hidden_states, residual)
+        return linear_plus_residual(self.fc2, self.activation(self.fc1(hidden_states)), residual)
 
 
 @dataclass(frozen=True)
@@ -300,12 +294,8 @@ class PerceiverIOLayer(GradientCheckpointingLayer):
         key_values = rebuild_context(context_tensors)
         if key_values is not None and not context_is_key_values:
             key_values = attention.key_values(key_values)
-        if rewrite is None and self.use_query_residual:
-            attention_output, attn_weights = attention(
-                hidden_states, key_values, attention_mask, output_attentions, residual=hidden_states
-            )
-        else:
-            attention_output, attn_weights = attention(hidden_states, key_values, attention_mask, output_attentions)
-            if self.use_query_residual:
-                attention_output += hidden_states
+        residual = hidden_states if self.use_query_residual else None
+        attention_output, attn_weights = attention(
+            hidden_states, key_values, attention_mask, output_attentions, residual=residual
+        )
         return self.feed_forward(attention_output), attn_weights

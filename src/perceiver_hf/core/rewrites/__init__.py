@@ -7,7 +7,8 @@ computed with less work for particular shapes, and the planner that picks one fr
   query and output projections are absorbed into the keys and values.
 * `folded_decoder`: hundreds of thousands of factored position queries (video reconstruction, inference only):
   the whole decoder layer and the output maps fold into per-coordinate tables.
-* `residual_product`: a residual added inside the last product of a layer's MLP instead of in a pass of its own.
+* `residual_product`: a residual added inside the last product of a layer's attention step and of its MLP instead
+  of in a pass of its own.
 
 Each reads the layer's weights through `PerceiverIOLayer.maps()`; `planner` decides which runs.
 """

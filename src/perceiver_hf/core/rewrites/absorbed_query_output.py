@@ -54,6 +54,7 @@ class AbsorbedQueryOutputAttention:
         key_values: KeyValues,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        residual: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         maps = self.maps
         attention = maps.attention
@@ -67,4 +68,7 @@ class AbsorbedQueryOutputAttention:
         attn_output = attn_output[..., : maps.output.out_features]
         attn_output = attn_output.sum(dim=2) if attention.num_heads > 1 else attn_output[:, :, 0]
         attn_output = zero_rows_without_keys(attn_output, attention_mask)
-        return attn_output + maps.output.bias, (attn_weights if output_attentions else None)
+        output = attn_output + maps.output.bias
+        if residual is not None:
+            output += residual
+        return output, (attn_weights if output_attentions else None)

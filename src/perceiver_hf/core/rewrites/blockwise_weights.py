@@ -17,6 +17,7 @@ from torch import nn
 from ...input_array import InputArray
 from ..attention import LayerMaps, zero_rows_without_keys
 from .folded_key_values import FoldedKeyValueAttention
+from .residual_product import linear_plus_residual
 
 
 class _Projections:
@@ -67,6 +68,7 @@ class BlockwiseWeightsAttention:
         inputs: InputArray,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = True,
+        residual: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         attention = self.maps.attention
         projections = self.projections
@@ -93,4 +95,4 @@ class BlockwiseWeightsAttention:
             attn_output = part if attn_output is None else attn_output + part
         attn_output = projections.values_out(attn_output.transpose(1, 2))
         attn_output = zero_rows_without_keys(attn_output, attention_mask)
-        return self.maps.output(attn_output), weights
+        return linear_plus_residual(self.maps.output, attn_output, residual), weights

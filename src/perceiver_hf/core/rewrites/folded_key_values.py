@@ -15,6 +15,7 @@ from torch import nn
 
 from ...input_array import InputArray
 from ..attention import LayerMaps, zero_rows_without_keys
+from .residual_product import linear_plus_residual
 
 
 class FoldedKeyValueAttention:
@@ -62,10 +63,12 @@ class FoldedKeyValueAttention:
         normalized: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        residual: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention = self.maps.attention
         query = self.queries(hidden_states)
         inputs = normalized[:, None].expand(-1, attention.num_heads, -1, -1)  # one "head" shared by all heads
         attn_output, attn_weights = attention.attend(query, inputs, inputs, attention_mask, output_attentions)
         attn_output = zero_rows_without_keys(self.values_out(attn_output), attention_mask)
-        return self.maps.output(attn_output), (attn_weights if output_attentions else None)
+        output = linear_plus_residual(self.maps.output, attn_output, residual)
+        return output, (attn_weights if output_attentions else None)

@@ -6,7 +6,8 @@ Starting from `residual + b` and accumulating the product into that (`addmm_`) s
 CPU each element-wise pass is also a synchronisation of all threads, which is what costs most when the cores are
 shared with other work (profiles of the latent stack: each pass over a 512 x 1024 tensor cost as much as a twelfth
 of a 1 GFLOP product on two busy cores). Both residual additions of a layer are done this way: the attention
-output projection's (the query residual, on the plain path) and the MLP's.
+output projection's (the query residual, in the plain path and in every rewrite of the attention step) and
+the MLP's.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def adds_inside_product(linear: nn.Module, inputs: torch.Tensor) -> bool:
     )
 
 
-def linear_plus_residual(linear: nn.Linear, inputs: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """`linear(inputs) + residual`, with the residual added inside the product where `adds_inside_product`."""
+def linear_plus_residual(linear: nn.Linear, inputs: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    """`linear(inputs) + residual`, with the residual added inside the product where `adds_inside_product`;
+    `linear(inputs)` when there is no residual."""
+    if residual is None:
+        return linear(inputs)
     if not adds_inside_product(linear, inputs):
         output = linear(inputs)
         output += residual
