@@ -39,6 +39,14 @@ _COMPONENT_SIZES = frozenset({
 })  # fmt: skip
 
 
+def registered_type(registry: dict[str, type], kind: str | None, component: str) -> type:
+    """The class a component dict's `"type"` names in `registry` (input adapters, output queries, output
+    adapters), or a ValueError listing the types there are."""
+    if kind not in registry:
+        raise ValueError(f"Unknown {component} type {kind!r}; known types: {sorted(registry)}.")
+    return registry[kind]
+
+
 def _check_positive_int(name: str, value, alternative: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer{alternative}, got {value!r}.")

@@ -123,6 +123,8 @@ def test_unknown_components_are_refused():
         PerceiverIOForImageClassification(PerceiverIOConfig(input_adapter={"type": "smell"}, query_decoder=decoder))
     with pytest.raises(ValueError, match="Unknown output adapter type 'sound'"):
         PerceiverIOForImageClassification(PerceiverIOConfig(query_decoder=decoder, output_adapter={"type": "sound"}, num_labels=2))
+    with pytest.raises(ValueError, match=r"Unknown output query type 'smells'; known types: \['fourier', "):
+        PerceiverIOForImageClassification(PerceiverIOConfig(query_decoder={"query": {"type": "smells"}}, num_labels=2))
     with pytest.raises(ValueError, match="Unknown image classification variant 'patches'"):
         PerceiverIOConfig.for_image_classification("patches")
 

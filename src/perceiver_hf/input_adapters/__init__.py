@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..configuration import PerceiverIOConfig
+from ..configuration import PerceiverIOConfig, registered_type
 from .audio import AudioInputAdapter
 from .base import ArrayInputAdapter, InputAdapter
 from .flow import FlowInputAdapter
@@ -29,10 +29,7 @@ INPUT_ADAPTERS: dict[str, type[InputAdapter]] = {
 def build_input_adapter(config: PerceiverIOConfig, spec: dict | None = None) -> InputAdapter:
     """The adapter described by `spec` (default `config.input_adapter`; raw `(batch, M, d_model)` arrays when unset)."""
     spec = dict(spec if spec is not None else config.input_adapter or {"type": "array"})
-    kind = spec.pop("type", None)
-    if kind not in INPUT_ADAPTERS:
-        raise ValueError(f"Unknown input adapter type {kind!r}; known types: {sorted(INPUT_ADAPTERS)}.")
-    return INPUT_ADAPTERS[kind].from_config(config, **spec)
+    return registered_type(INPUT_ADAPTERS, spec.pop("type", None), "input adapter").from_config(config, **spec)
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..configuration import PerceiverIOConfig
+from ..configuration import PerceiverIOConfig, registered_type
 from .base import OutputAdapter
 from .classification import ClassificationOutputAdapter
 from .flow import FlowOutputAdapter
@@ -27,14 +27,13 @@ def build_output_adapter(config: PerceiverIOConfig, in_channels: int, head_type:
     type a config names may be left out, as in folders saved before output adapters had a registry)."""
     spec = dict(config.output_adapter or {})
     kind = spec.pop("type", head_type)
-    if kind not in OUTPUT_ADAPTERS:
-        raise ValueError(f"Unknown output adapter type {kind!r}; known types: {sorted(OUTPUT_ADAPTERS)}.")
+    adapter = registered_type(OUTPUT_ADAPTERS, kind, "output adapter")
     if kind != head_type:
         raise ValueError(
             f"This head decodes with a {head_type!r} output adapter, but the config names {kind!r}: set "
             f"`config.output_adapter = {{'type': {head_type!r}}}` (or build the config with its `PerceiverIOConfig.for_*`)."
         )
-    return OUTPUT_ADAPTERS[kind].from_config(config, in_channels, **spec)
+    return adapter.from_config(config, in_channels, **spec)
 
 
 __all__ = [

@@ -6,7 +6,7 @@ so the decoder can decode hundreds of thousands of outputs in bounded memory.
 
 from __future__ import annotations
 
-from ..configuration import PerceiverIOConfig
+from ..configuration import PerceiverIOConfig, registered_type
 from .base import FactoredQueries, OutputQueries, check_output_points
 from .fourier import FourierQueries, subsampled_positions
 from .inputs import InputQueries
@@ -26,10 +26,7 @@ OUTPUT_QUERIES: dict[str, type[OutputQueries]] = {
 def build_output_queries(config: PerceiverIOConfig, spec: dict) -> OutputQueries:
     """The query provider described by `spec` (`config.query_decoder["query"]`)."""
     spec = dict(spec)
-    kind = spec.pop("type", None)
-    if kind not in OUTPUT_QUERIES:
-        raise ValueError(f"Unknown output query type {kind!r}; known types: {sorted(OUTPUT_QUERIES)}.")
-    return OUTPUT_QUERIES[kind].from_config(config, **spec)
+    return registered_type(OUTPUT_QUERIES, spec.pop("type", None), "output query").from_config(config, **spec)
 
 
 __all__ = [
