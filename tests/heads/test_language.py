@@ -13,18 +13,9 @@ from perceiver_hf import (
     PerceiverIOForMaskedLM,
     PerceiverIOForSequenceClassification,
 )
-from tests.helpers import assert_parity, perturb_
+from tests.helpers import SMALL_TEXT, assert_parity, perturb_
 
-SMALL = dict(
-    d_model=16,
-    d_latents=32,
-    num_latents=8,
-    num_self_attends_per_block=2,
-    num_self_attention_heads=4,
-    num_cross_attention_heads=4,
-    qk_channels=16,
-    max_position_embeddings=24,
-)
+SMALL = SMALL_TEXT
 
 
 def masked_lm(mask_padded_queries: bool = True, **overrides) -> PerceiverIOForMaskedLM:

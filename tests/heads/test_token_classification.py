@@ -10,20 +10,9 @@ from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForMaskedLM, PerceiverIOForTokenClassification
-from tests.helpers import assert_parity, perturb_
+from tests.helpers import SMALL_TEXT, assert_parity, perturb_
 
-SMALL = dict(
-    d_model=16,
-    d_latents=32,
-    num_latents=8,
-    num_self_attends_per_block=2,
-    num_self_attention_heads=4,
-    num_cross_attention_heads=4,
-    qk_channels=16,
-    decoder_num_heads=4,
-    decoder_qk_channels=16,
-    max_position_embeddings=24,
-)
+SMALL = dict(SMALL_TEXT, decoder_num_heads=4, decoder_qk_channels=16)
 LABELS = {0: "O", 1: "B-CODE", 2: "I-CODE"}
 
 

@@ -55,6 +55,16 @@ def perturb_(model: torch.nn.Module, scale: float = 0.1, seed: int = 0) -> torch
 
 # A small latent core: two blocks (their weights shared) of two self-attention layers of four heads.
 SMALL_CORE = {"num_latents": 8, "d_latents": 32, "num_blocks": 2, "num_self_attends_per_block": 2, "num_self_attention_heads": 4}
+# A small byte-level text model (masked LM, sequence and token classification).
+SMALL_TEXT = {
+    "d_model": 16, "d_latents": 32, "num_latents": 8, "num_self_attends_per_block": 2, "num_self_attention_heads": 4,
+    "num_cross_attention_heads": 4, "qk_channels": 16, "max_position_embeddings": 24,
+}  # fmt: skip
+
+
+def training_losses(trainer) -> list[float]:
+    """The training loss of every logged step of a `Trainer` that has trained."""
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
 def save_transformers_model(head: type | str, folder: Path, noise: float = 0.1, **config) -> torch.nn.Module:

@@ -7,18 +7,9 @@ import torch
 from transformers import PerceiverTokenizer, pipeline
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForMaskedLM, PerceiverIOForSequenceClassification
-from tests.helpers import perturb_
+from tests.helpers import SMALL_TEXT, perturb_
 
-SMALL = dict(
-    d_model=16,
-    d_latents=32,
-    num_latents=8,
-    num_self_attends_per_block=2,
-    num_self_attention_heads=4,
-    num_cross_attention_heads=4,
-    qk_channels=16,
-    max_position_embeddings=64,
-)
+SMALL = dict(SMALL_TEXT, max_position_embeddings=64)
 MASK = "[MASK]"
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import PerceiverTokenizer
 
-from tests.helpers import load_example
+from tests.helpers import load_example, training_losses
 
 MAX_STEPS = 20
 
@@ -47,7 +47,7 @@ def test_a_few_trainer_steps_make_the_loss_fall(example, tmp_path):
         logging_steps=1,
     )
     trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    losses = training_losses(trainer)
     assert len(losses) == MAX_STEPS and all(math.isfinite(loss) for loss in losses)
     assert losses[0] > 0.6  # about log(2): two classes, untrained
     assert max(losses[-3:]) < 0.7 * losses[0], losses

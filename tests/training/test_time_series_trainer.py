@@ -10,6 +10,7 @@ from transformers import Trainer, TrainingArguments, pipeline
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForTimeSeriesForecasting
 from perceiver_hf.forecasting import Windows, load_task
+from tests.helpers import training_losses
 
 SMALL = {"num_latents": 16, "d_latents": 32, "num_self_attends_per_block": 1, "num_bands": 8, "decoder_num_heads": 2}
 
@@ -33,7 +34,7 @@ def test_trainer_fine_tunes_with_gradient_checkpointing_and_the_folder_forecasts
     )
     trainer = Trainer(model=model, args=args, train_dataset=windows)
     trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    losses = training_losses(trainer)
     assert len(losses) == 24 and np.isfinite(losses).all()
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.1, losses
     trainer.save_model(str(tmp_path / "saved"))

@@ -13,6 +13,7 @@ from transformers import (
 )
 
 from perceiver_hf import PerceiverIOConfig, PerceiverIOForMaskedLM, PerceiverIOForSequenceClassification
+from tests.helpers import training_losses
 
 SMALL = dict(
     d_model=16, d_latents=32, num_latents=8, qk_channels=16, num_self_attends_per_block=1, max_position_embeddings=48
@@ -36,7 +37,7 @@ def train(model, dataset, collator, tokenizer, tmp_path) -> list[float]:
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     trainer.save_model(str(tmp_path / "saved"))
     assert (tmp_path / "saved" / "tokenizer_config.json").is_file()  # saved beside the model, for pipelines
-    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return training_losses(trainer)
 
 
 def test_trainer_with_the_tokenizer_trains_a_text_classifier(tmp_path):
